@@ -1,0 +1,5 @@
+"""Graph capture (torch.fx) and the conversion of ReLU networks into spiking ones."""
+from .convert import convert
+from .graph import Program, trace
+
+__all__ = ["Program", "convert", "trace"]

@@ -1,0 +1,340 @@
+"""A model as a small, serialisable program: a list of named nodes over a dict of modules.
+
+`trace(model)` turns an nn.Module into a `Program` with torch.fx (on a deep copy: the user's model
+is never modified), folds batch norm into the preceding conv/linear, drops dropout/identity and
+marks every ReLU-like activation. The same Program runs as the ANN (for calibration) and, with its
+activations replaced by neurons, as the SNN; node names are kept, so the two line up.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from ..errors import ModelError, UnsupportedOperationError
+from . import ops
+
+# Node kinds.
+INPUT, LAYER, ACTIVATION, MAXPOOL, FUNCTION, METHOD, OUTPUT = (
+    "input", "layer", "activation", "maxpool", "function", "method", "output")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to another node's value inside a node's arguments."""
+
+    name: str
+
+
+@dataclass
+class Node:
+    """One operation: `kind` decides how `target` is looked up (module key, function or method name)."""
+
+    name: str
+    kind: str
+    target: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def refs(self) -> list[str]:
+        return [r.name for r in _iter_refs((self.args, self.kwargs))]
+
+
+def _iter_refs(value: Any) -> Iterator[Ref]:
+    if isinstance(value, Ref):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _iter_refs(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _iter_refs(v)
+
+
+def map_refs(value: Any, fn) -> Any:
+    """Replace every Ref inside nested args by fn(ref)."""
+    if isinstance(value, Ref):
+        return fn(value)
+    if isinstance(value, tuple):
+        return tuple(map_refs(v, fn) for v in value)
+    if isinstance(value, list):
+        return [map_refs(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: map_refs(v, fn) for k, v in value.items()}
+    return value
+
+
+class Program(nn.Module):
+    """Nodes in topological order plus the modules they call (`layers[key]`)."""
+
+    def __init__(self, nodes: list[Node], layers: dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.nodes = nodes
+        self.layers = nn.ModuleDict(layers)
+
+    @property
+    def input_name(self) -> str:
+        return next(n.name for n in self.nodes if n.kind == INPUT)
+
+    @property
+    def output_ref(self) -> str:
+        return self.nodes[-1].args[0].name
+
+    def activation_nodes(self) -> list[Node]:
+        return [n for n in self.nodes if n.kind == ACTIVATION]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def consumers(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.refs()]
+
+    def call(self, node: Node, args: tuple, kwargs: dict) -> Any:
+        """Run one non-input node on concrete values."""
+        if node.kind in (LAYER, ACTIVATION, MAXPOOL):
+            return self.layers[node.target](*args, **kwargs)
+        if node.kind == FUNCTION:
+            return ops.FUNCTIONS[node.target](*args, **kwargs)
+        if node.kind == METHOD:
+            obj, *rest = args
+            # in-place variants run out of place: values may be shared across time steps
+            return getattr(obj, node.target.rstrip("_"))(*rest, **kwargs)
+        raise ModelError(f"node {node.name!r} of kind {node.kind!r} cannot be called")
+
+    def run(self, x: torch.Tensor, capture: Iterable[str] = (), stop_after: str | None = None
+            ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """Evaluate as an ordinary network. Returns (output, {name: value} for names in `capture`)."""
+        want = set(capture)
+        env: dict[str, Any] = {}
+        captured: dict[str, torch.Tensor] = {}
+        out = None
+        for node in self.nodes:
+            if node.kind == INPUT:
+                env[node.name] = x
+            elif node.kind == OUTPUT:
+                out = env[node.args[0].name]
+            else:
+                args = map_refs(node.args, lambda r: env[r.name])
+                kwargs = map_refs(node.kwargs, lambda r: env[r.name])
+                env[node.name] = self.call(node, args, kwargs)
+            if node.name in want:
+                captured[node.name] = env[node.name]
+            if stop_after is not None and node.name == stop_after:
+                break
+        return out, captured
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.run(x)[0]
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, leaf_types: tuple[type, ...]) -> None:
+        super().__init__()
+        self.leaf_types = leaf_types
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
+
+
+def _activation_types() -> tuple[type, ...]:
+    from ..quantization.quantizer import QuantReLU
+
+    return (nn.ReLU, QuantReLU)
+
+
+def _check_finite(model: nn.Module) -> None:
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ModelError(f"parameter {name!r} of the model contains NaN or infinite values; "
+                             "conversion needs finite weights (check the checkpoint or the training run)")
+
+
+def _fold_batch_norm(gm: fx.GraphModule) -> None:
+    """Fold eval-mode BN into the conv/linear feeding it when that output has no other user."""
+    modules = dict(gm.named_modules())
+    call_count: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            call_count[node.target] = call_count.get(node.target, 0) + 1
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.modules.batchnorm._BatchNorm):
+            continue
+        prev = node.args[0]
+        if not (isinstance(prev, fx.Node) and prev.op == "call_module" and len(prev.users) == 1
+                and call_count[prev.target] == 1):
+            continue
+        layer, bn = modules[prev.target], modules[node.target]
+        if not bn.track_running_stats or bn.running_mean is None:
+            continue
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            fused = fuse_conv_bn_eval(layer, bn)
+        elif isinstance(layer, nn.Linear) and isinstance(bn, nn.BatchNorm1d):
+            fused = fuse_linear_bn_eval(layer, bn)
+        else:
+            continue
+        parent_name, _, attr = prev.target.rpartition(".")
+        setattr(gm.get_submodule(parent_name) if parent_name else gm, attr, fused)
+        modules[prev.target] = fused
+        node.replace_all_uses_with(prev)
+        gm.graph.erase_node(node)
+    gm.graph.lint()
+
+
+def _is_zero(v: Any) -> bool:
+    return isinstance(v, (int, float)) and v == 0
+
+
+def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
+    if node.op == "call_module":
+        return f"module {type(gm.get_submodule(node.target)).__name__} at '{node.target}'"
+    if node.op == "call_function":
+        return f"function {getattr(node.target, '__module__', '')}.{getattr(node.target, '__name__', node.target)}"
+    if node.op == "call_method":
+        return f"tensor method .{node.target}()"
+    return f"{node.op} {node.target}"
+
+
+def trace(model: nn.Module, leaf_modules: tuple[type[nn.Module], ...] = (), fold_bn: bool = True) -> Program:
+    """Trace a deep copy of `model` (eval mode) into a Program; raise on anything unsupported."""
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    _check_finite(model)
+    model = copy.deepcopy(model).eval()
+    from ..neurons import SpikingNeuron
+
+    act_types = _activation_types()
+    tracer = _Tracer(tuple(leaf_modules) + act_types + (SpikingNeuron,))
+    try:
+        graph = tracer.trace(model)
+    except Exception as e:  # fx raises many types: control flow, proxies in unsupported places
+        raise UnsupportedOperationError(
+            f"torch.fx could not trace {type(model).__name__}: {e}. Data-dependent control flow cannot be "
+            "converted; move it out of forward() or pass the submodule type in leaf_modules."
+        ) from e
+    gm = fx.GraphModule(model, graph)
+    if fold_bn:
+        _fold_batch_norm(gm)
+    return _to_program(gm, act_types)
+
+
+def _to_program(gm: fx.GraphModule, act_types: tuple[type, ...]) -> Program:
+    nodes: list[Node] = []
+    layers: dict[str, nn.Module] = {}
+    alias: dict[str, str] = {}  # removed nodes (dropout, identity) -> the node they pass through
+    key_of_target: dict[str, str] = {}
+
+    def ref(v: Any) -> Any:
+        if isinstance(v, fx.Node):
+            return Ref(alias.get(v.name, v.name))
+        if isinstance(v, (tuple, list)):
+            return type(v)(ref(x) for x in v)
+        if isinstance(v, dict):
+            return {k: ref(x) for k, x in v.items()}
+        if isinstance(v, slice):
+            raise UnsupportedOperationError("slices in indexing are not supported")
+        if isinstance(v, (int, float, bool, str)) or v is None:
+            return v
+        raise UnsupportedOperationError(f"argument of type {type(v).__name__} is not supported")
+
+    def layer_key(target: str, module: nn.Module, fresh: bool) -> str:
+        if not fresh and target in key_of_target:
+            return key_of_target[target]
+        key = target.replace(".", "_") or "root"
+        while key in layers:
+            key += "_"
+        layers[key] = module if not fresh else copy.deepcopy(module)
+        if not fresh:
+            key_of_target[target] = key
+        return key
+
+    def unsupported(node: fx.Node, why: str = "") -> UnsupportedOperationError:
+        return UnsupportedOperationError(
+            f"cannot convert node '{node.name}' ({_describe(node, gm)}){': ' + why if why else ''}. "
+            + ops.supported_summary())
+
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise UnsupportedOperationError(
+            f"the model's forward() must take exactly one tensor input, it takes {len(placeholders)}")
+    for node in gm.graph.nodes:
+        args, kwargs = node.args, dict(node.kwargs)
+        if node.op == "placeholder":
+            nodes.append(Node(node.name, INPUT, node.name))
+        elif node.op == "output":
+            out = node.args[0]
+            if not isinstance(out, fx.Node):
+                raise UnsupportedOperationError(
+                    "the model must return a single tensor (logits or a feature map), "
+                    f"not {type(out).__name__}")
+            nodes.append(Node(node.name, OUTPUT, "output", (ref(out),)))
+        elif node.op == "get_attr":
+            raise unsupported(node, "parameters used directly in forward() (e.g. F.conv2d(x, self.weight)) "
+                                    "are not supported; use nn modules")
+        elif node.op == "call_module":
+            m = gm.get_submodule(node.target)
+            if isinstance(m, act_types):
+                act = nn.ReLU() if isinstance(m, nn.ReLU) else m  # never in-place: inputs may be captured
+                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, act, fresh=True), (ref(args[0]),)))
+            elif isinstance(m, ops.REMOVED_TYPES):
+                alias[node.name] = alias.get(args[0].name, args[0].name)
+            elif isinstance(m, ops.MAXPOOL_TYPES):
+                if m.return_indices:
+                    raise unsupported(node, "max pooling with return_indices")
+                nodes.append(Node(node.name, MAXPOOL, layer_key(node.name, copy.deepcopy(m), fresh=True),
+                                  (ref(args[0]),)))
+            elif type(m).__name__ in ops.LAYER_TYPES and isinstance(m, ops.LAYER_TYPES[type(m).__name__]):
+                nodes.append(Node(node.name, LAYER, layer_key(node.target, m, fresh=False), ref(args), ref(kwargs)))
+            else:
+                raise unsupported(node)
+        elif node.op == "call_function":
+            fn = node.target
+            if fn in ops.RELU_FUNCTIONS:
+                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, nn.ReLU(), fresh=True), (ref(args[0]),)))
+            elif fn in ops.CLAMP_FUNCTIONS and _clamp_is_relu(args, kwargs):
+                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, nn.ReLU(), fresh=True), (ref(args[0]),)))
+            elif fn in ops.DROPOUT_FUNCTIONS:
+                alias[node.name] = alias.get(args[0].name, args[0].name)
+            elif fn in ops.MAXPOOL_FUNCTIONS:
+                pool = _maxpool_module(ops.MAXPOOL_FUNCTIONS[fn], args, kwargs, node, unsupported)
+                nodes.append(Node(node.name, MAXPOOL, layer_key(node.name, pool, fresh=True), (ref(args[0]),)))
+            elif fn in ops.FUNCTION_NAMES:
+                nodes.append(Node(node.name, FUNCTION, ops.FUNCTION_NAMES[fn], ref(args), ref(kwargs)))
+            else:
+                raise unsupported(node)
+        elif node.op == "call_method":
+            if node.target in ops.RELU_METHODS or (node.target in ops.CLAMP_METHODS and _clamp_is_relu(args, kwargs)):
+                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, nn.ReLU(), fresh=True), (ref(args[0]),)))
+            elif node.target in ops.METHODS:
+                nodes.append(Node(node.name, METHOD, node.target, ref(args), ref(kwargs)))
+            else:
+                raise unsupported(node)
+        else:
+            raise unsupported(node)
+    return Program(nodes, layers)
+
+
+def _clamp_is_relu(args: tuple, kwargs: dict) -> bool:
+    lo = kwargs.get("min", args[1] if len(args) > 1 else None)
+    hi = kwargs.get("max", args[2] if len(args) > 2 else None)
+    return _is_zero(lo) and hi is None
+
+
+def _maxpool_module(dims: int, args: tuple, kwargs: dict, node: fx.Node, unsupported) -> nn.Module:
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    params = dict(zip(names, args[1:]))
+    params.update({k: v for k, v in kwargs.items() if k in names})
+    if params.get("return_indices"):
+        raise unsupported(node, "max pooling with return_indices")
+    params.pop("return_indices", None)
+    if params.get("stride") is None:
+        params.pop("stride", None)
+    cls = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims]
+    return cls(**params)

@@ -1,0 +1,70 @@
+"""The table of operations a model may contain, and how each is classified.
+
+One table serves tracing (what is allowed), the error message (what is supported) and loading a
+saved model (which names map to which callables): nothing outside it is ever called.
+"""
+from __future__ import annotations
+
+import builtins
+import operator
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Stateless layers that act on each batch element independently: they run unchanged on a batch
+# into which time has been folded ([K*N, ...]).
+LAYER_TYPES: dict[str, type[nn.Module]] = {
+    t.__name__: t
+    for t in (
+        nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+        nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+        nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+        nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+        nn.Flatten, nn.Unflatten, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d,
+        nn.ZeroPad2d, nn.ConstantPad2d, nn.PixelShuffle, nn.PixelUnshuffle,
+    )
+}
+# Layers whose every output is a weighted sum of inputs: they count synaptic operations.
+SYNAPTIC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+                  nn.ConvTranspose3d, nn.Linear)
+# Removed at conversion (identity at inference).
+REMOVED_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
+MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "add": operator.add, "iadd": operator.add, "sub": operator.sub, "mul": operator.mul,
+    "truediv": operator.truediv, "neg": operator.neg, "getitem": operator.getitem,
+    "getattr": builtins.getattr,
+    "torch.add": torch.add, "torch.sub": torch.sub, "torch.cat": torch.cat, "torch.concat": torch.concat,
+    "torch.flatten": torch.flatten, "torch.mean": torch.mean, "torch.reshape": torch.reshape,
+    "F.interpolate": F.interpolate, "F.avg_pool1d": F.avg_pool1d, "F.avg_pool2d": F.avg_pool2d,
+    "F.avg_pool3d": F.avg_pool3d, "F.adaptive_avg_pool1d": F.adaptive_avg_pool1d,
+    "F.adaptive_avg_pool2d": F.adaptive_avg_pool2d, "F.adaptive_avg_pool3d": F.adaptive_avg_pool3d,
+    "F.pad": F.pad, "F.pixel_shuffle": F.pixel_shuffle,
+}
+FUNCTION_NAMES: dict[Any, str] = {fn: name for name, fn in FUNCTIONS.items() if name != "iadd"}
+FUNCTION_NAMES[operator.iadd] = "iadd"  # runs as operator.add: in-place updates would alias time steps
+
+METHODS = frozenset({
+    "view", "reshape", "flatten", "size", "dim", "mean", "contiguous", "add", "add_", "mul", "mul_",
+    "sub", "div", "view_as", "reshape_as", "expand_as", "float", "type_as",
+})
+MAXPOOL_FUNCTIONS = {F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3}
+DROPOUT_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout)
+RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, F.relu_)
+RELU_METHODS = ("relu", "relu_")
+CLAMP_METHODS = ("clamp", "clamp_", "clamp_min", "clamp_min_", "clip", "clip_")
+CLAMP_FUNCTIONS = (torch.clamp, torch.clamp_min, torch.clip)
+
+
+def supported_summary() -> str:
+    """One paragraph listing what conversion supports, for error messages."""
+    layers = ", ".join(sorted(LAYER_TYPES))
+    return (
+        "Supported: activations nn.ReLU / F.relu / torch.relu / .relu() / .clamp(min=0) (and in-place "
+        f"variants, and snnconvert's QuantReLU); layers {layers}; max pooling (nn.MaxPool*/F.max_pool*, "
+        "converted to spike-gated pooling); dropout and identity (removed); functions "
+        f"{', '.join(sorted(FUNCTIONS))}; tensor methods {', '.join(sorted(METHODS))}."
+    )

@@ -1,0 +1,83 @@
+"""SpikingNeuron: a module that owns its membrane state and runs the shared step over time."""
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .functional import Negative, Reset, neuron_step
+
+ThresholdLike = Union[float, torch.Tensor]
+
+
+def _as_threshold(threshold: ThresholdLike) -> torch.Tensor:
+    t = torch.as_tensor(threshold, dtype=torch.float32).detach().clone()
+    if not torch.isfinite(t).all():
+        raise ConfigError(f"threshold must be finite, got {threshold!r}")
+    if (t <= 0).any():
+        raise ConfigError(f"threshold must be > 0 everywhere, got min {t.min().item():g}")
+    return t
+
+
+class SpikingNeuron(nn.Module):
+    """Integrate-and-fire neuron family; subclasses fix `reset` and `negative`.
+
+    Calling it with x: [T, N, ...] (time first) runs T steps and returns theta * s(t), same shape.
+    State (v, n) persists across calls so a long run can be streamed in chunks; `reset()` starts
+    a new sample. `threshold` is a float (layer-wise) or a tensor that broadcasts against one
+    sample's shape: [C, 1, 1] per channel, [C, H, W] per neuron, [F] for linear layers.
+    `v_init` is the initial membrane potential as a fraction of the threshold.
+    """
+
+    reset_mode: Reset = Reset.SOFT
+    negative: Negative = Negative.NONE
+
+    def __init__(self, threshold: ThresholdLike, v_init: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("threshold", _as_threshold(threshold))
+        if not (-1.0 <= float(v_init) <= 1.0):
+            raise ConfigError(f"v_init is a fraction of the threshold in [-1, 1], got {v_init}")
+        self.v_init = float(v_init)
+        self.register_buffer("v", None, persistent=False)
+        self.register_buffer("n", None, persistent=False)
+
+    def reset(self) -> None:
+        """Forget the membrane potential and spike memory (start of a new sample)."""
+        self.v = None
+        self.n = None
+
+    def _init_state(self, z: torch.Tensor) -> None:
+        try:
+            thr = torch.broadcast_to(self.threshold, z.shape)
+        except RuntimeError as e:
+            raise ConfigError(
+                f"{type(self).__name__}: threshold of shape {tuple(self.threshold.shape)} does not "
+                f"broadcast to the input of shape {tuple(z.shape)} (batch first)"
+            ) from e
+        self.v = (self.v_init * thr).to(z.dtype).clone()
+        self.n = torch.zeros_like(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2:
+            raise ConfigError(f"{type(self).__name__} expects x of shape [T, N, ...], got {tuple(x.shape)}")
+        if self.v is None:
+            self._init_state(x[0])
+        elif self.v.shape != x.shape[1:]:
+            raise ConfigError(
+                f"{type(self).__name__}: state has shape {tuple(self.v.shape)} but the input step has "
+                f"shape {tuple(x.shape[1:])}; call reset() before a new batch"
+            )
+        thr = self.threshold.to(x.dtype)
+        out = torch.empty_like(x)
+        v, n = self.v, self.n
+        for t in range(x.shape[0]):
+            out[t], v, n = neuron_step(x[t], v, n, thr, self.reset_mode, self.negative)
+        self.v, self.n = v, n
+        return out
+
+    def extra_repr(self) -> str:
+        thr = self.threshold
+        shown = f"{thr.item():.4g}" if thr.numel() == 1 else f"tensor{tuple(thr.shape)}"
+        return f"threshold={shown}, v_init={self.v_init}"

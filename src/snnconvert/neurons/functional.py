@@ -1,0 +1,69 @@
+"""The one neuron step shared by every preset (shared/papers.md; papers-digest section 8).
+
+    V <- V + z
+    s+ = [V >= theta]                       positive spike
+    V <- V - theta s+   (soft reset)    or  V <- V (1 - s+)   (hard reset, residue lost)
+    s- = [V <= th_neg] & [n > 0] & ~s+      negative spike (signed neurons only)
+    V <- V + theta s-
+    n <- n + s+ - s-                        net spikes transmitted so far (the SNM "memory" / theta)
+    out = theta (s+ - s-)                   spikes carry amplitude theta
+
+th_neg is -theta for SNM and "just below 0" for Fast-SNN's signed IF neuron.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+
+
+class Reset(str, Enum):
+    """What happens to the membrane potential after a positive spike."""
+
+    HARD = "hard"  # V <- 0: the residue above threshold is lost (Diehl 2015)
+    SOFT = "soft"  # V <- V - theta: residual membrane potential kept (RMP-SNN)
+
+
+class Negative(str, Enum):
+    """When a neuron may fire a negative spike (only while its net count n is > 0)."""
+
+    NONE = "none"  # unsigned IF neuron
+    AT_MINUS_THRESHOLD = "at_minus_threshold"  # SNM: V <= -theta
+    BELOW_ZERO = "below_zero"  # Fast-SNN signed IF: V < 0
+
+
+# Relative tolerance for "V < 0": float sums of inputs that are exactly zero in real arithmetic
+# must not trigger a negative spike (the official Fast-SNN code uses V <= -1e-3 for the same reason).
+BELOW_ZERO_TOLERANCE = 1e-6
+
+
+def neuron_step(
+    z: torch.Tensor,
+    v: torch.Tensor,
+    n: torch.Tensor,
+    threshold: torch.Tensor,
+    reset: Reset,
+    negative: Negative,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advance one time step. Returns (out, v, n); `out` is theta * s with s in {-1, 0, +1}.
+
+    Shapes: z, v, n: [N, ...]; threshold broadcasts against them (scalar, [C, 1, 1], [C, H, W]).
+    """
+    v = v + z
+    pos = v >= threshold
+    if reset is Reset.SOFT:
+        v = v - threshold * pos
+    else:
+        v = torch.where(pos, torch.zeros_like(v), v)
+    if negative is Negative.NONE:
+        s = pos.to(z.dtype)
+    else:
+        if negative is Negative.AT_MINUS_THRESHOLD:
+            neg = v <= -threshold
+        else:
+            neg = v < -BELOW_ZERO_TOLERANCE * threshold
+        neg = neg & (n > 0) & ~pos
+        v = v + threshold * neg
+        s = pos.to(z.dtype) - neg.to(z.dtype)
+    n = n + s
+    return threshold * s, v, n

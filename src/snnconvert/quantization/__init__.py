@@ -1,0 +1,4 @@
+"""Quantized activations for training the QANN that Fast-SNN converts."""
+from .quantizer import QuantReLU
+
+__all__ = ["QuantReLU"]

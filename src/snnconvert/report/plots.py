@@ -1,0 +1,43 @@
+"""Accuracy-versus-time-steps plot (needs matplotlib: pip install 'snnconvert[plot]')."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def plot_accuracy_vs_T(rows: dict[str, list[float]], path: str | Path, ann: dict[str, float] | None = None,
+                       title: str = "SNN accuracy vs time steps") -> Path:
+    """One line per method over t = 1..T (log-scale x), ANN accuracies as dashed lines; atomic PNG write."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("plotting needs matplotlib: pip install 'snnconvert[plot]'") from None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, acc in rows.items():
+        ax.plot(range(1, len(acc) + 1), [100 * a for a in acc], label=label)
+    for i, (label, a) in enumerate(sorted(set((v, v) for v in (ann or {}).values()))):
+        ax.axhline(100 * a, color="grey", linestyle="--", linewidth=0.8, label="ANN" if i == 0 else None)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

@@ -1,0 +1,191 @@
+"""SpikingModel: a converted network and the chunked time loop that runs it.
+
+A chunk of K time steps is processed layer by layer: stateless layers (conv, linear, pooling,
+folded batch norm, add, cat, upsample, ...) run once on the whole chunk with time folded into the
+batch ([K*N, ...]); a neuron unfolds its input to [K, N, ...] and steps through it; neuron state
+carries across chunks, so memory depends on K, never on T. With constant (direct) input the layers
+before the first neuron are computed once per sample.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from ..conversion.graph import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Program, map_refs
+from ..conversion.ops import SYNAPTIC_TYPES
+from ..errors import ConfigError
+from .encoding import Direct, Encoder
+from .record import Recorder
+
+_SIZE_NODES = {("method", "size"), ("method", "dim"), ("function", "getattr")}
+
+
+def check_steps(T: Any) -> int:
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ConfigError(f"the number of time steps T must be an integer >= 1, got {T!r}")
+    return T
+
+
+class SpikingModel(nn.Module):
+    """A converted SNN. `forward(x, T)` returns the mean output over T steps (the ANN's output shape).
+
+    Attributes: `program` (nodes + layers, neurons at the former activations), `method` (a JSON-able
+    description of how it was converted) and `default_T` (Fast-SNN: 2^b - 1), which may be None.
+    """
+
+    def __init__(self, program: Program, method: dict[str, Any] | None = None, default_T: int | None = None) -> None:
+        super().__init__()
+        self.program = program
+        self.method = dict(method or {})
+        self.default_T = default_T
+        self._plan()
+
+    def _plan(self) -> None:
+        nodes = self.program.nodes
+        self._stateful = {n.name for n in nodes if n.kind in (ACTIVATION, MAXPOOL)}
+        static = {self.program.input_name}
+        self._static_ok = True
+        for n in nodes[1:]:
+            if n.kind == OUTPUT or n.name in self._stateful:
+                continue
+            if all(r in static for r in n.refs()):
+                static.add(n.name)
+                if (n.kind, n.target) in _SIZE_NODES:
+                    self._static_ok = False  # sizes of static values would be N, not K*N
+        self._static_region = static
+        last_use: dict[str, int] = {}
+        for i, n in enumerate(nodes):
+            for r in n.refs():
+                last_use[r] = i
+        self._last_use = last_use
+
+    def neurons(self) -> dict[str, nn.Module]:
+        """Neuron modules by activation node name, in network order."""
+        return {n.name: self.program.layers[n.target] for n in self.program.nodes if n.kind == ACTIVATION}
+
+    def reset(self) -> None:
+        """Clear every neuron's (and spiking max pool's) state: the next call starts new samples."""
+        for n in self.program.nodes:
+            if n.name in self._stateful:
+                self.program.layers[n.target].reset()
+
+    def run(self, x: torch.Tensor, T: int, encoder: Encoder = Direct(), chunk_size: int | None = None,
+            recorder: Recorder | None = None, generator: torch.Generator | None = None,
+            stop_after: str | None = None) -> Iterator[torch.Tensor | None]:
+        """Reset, then yield the output of each chunk of steps, [K, N, ...], until T steps have run.
+
+        With `stop_after` a node name, each chunk stops after that node and yields None (used to
+        calibrate a layer without running the layers after it)."""
+        check_steps(T)
+        self.reset()
+        K = chunk_size or min(T, 32)
+        static_cache: dict[str, Any] = {}
+        t = 0
+        while t < T:
+            k = min(K, T - t)
+            yield self._run_chunk(x, t, k, encoder, static_cache, recorder, generator, stop_after)
+            t += k
+
+    def _run_chunk(self, x: torch.Tensor, t0: int, K: int, encoder: Encoder, static_cache: dict[str, Any],
+                   recorder: Recorder | None, generator: torch.Generator | None,
+                   stop_after: str | None = None, measure: list[int] | None = None) -> torch.Tensor | None:
+        B = x.shape[0]
+        if recorder is not None:
+            recorder.t0 = t0
+        use_static = encoder.static and self._static_ok
+        env: dict[str, Any] = {}
+        is_static: set[str] = set()
+
+        def folded(name: str) -> Any:
+            v = env[name]
+            if name in is_static and isinstance(v, torch.Tensor):
+                return v.unsqueeze(0).expand(K, *v.shape).reshape(K * B, *v.shape[1:])
+            return v
+
+        for i, node in enumerate(self.program.nodes):
+            if node.kind == INPUT:
+                if use_static:
+                    env[node.name] = x
+                    is_static.add(node.name)
+                else:
+                    seq = encoder.encode(x, t0, K, generator)
+                    if seq.dim() == x.dim():  # a static encoder on a graph that cannot use it
+                        seq = x.unsqueeze(0).expand(K, *x.shape)
+                    env[node.name] = seq.reshape(K * B, *x.shape[1:])
+            elif node.kind == OUTPUT:
+                out = folded(node.args[0].name)
+                return out.reshape(K, B, *out.shape[1:])
+            elif node.name in self._stateful:
+                src = node.args[0].name
+                layer = self.program.layers[node.target]
+                if src in is_static and node.kind == MAXPOOL:
+                    env[node.name] = static_cache.setdefault(node.name, layer.static_forward(env[src]))
+                    is_static.add(node.name)
+                else:
+                    z = env[src]
+                    zk = z.unsqueeze(0).expand(K, *z.shape) if src in is_static else z.view(K, B, *z.shape[1:])
+                    out = layer(zk)
+                    if recorder is not None and node.kind == ACTIVATION:
+                        recorder.count_spikes(node.name, out)
+                    env[node.name] = out.reshape(K * B, *out.shape[2:])
+            elif use_static and node.name in self._static_region:
+                if node.name not in static_cache:
+                    args = map_refs(node.args, lambda r: env[r.name])
+                    kwargs = map_refs(node.kwargs, lambda r: env[r.name])
+                    static_cache[node.name] = self.program.call(node, args, kwargs)
+                    if recorder is not None:
+                        self._record_static(node, args, recorder)
+                env[node.name] = static_cache[node.name]
+                is_static.add(node.name)
+            else:
+                args = map_refs(node.args, lambda r: folded(r.name))
+                kwargs = map_refs(node.kwargs, lambda r: folded(r.name))
+                if recorder is not None and node.kind == LAYER:
+                    layer = self.program.layers[node.target]
+                    if isinstance(layer, SYNAPTIC_TYPES):
+                        src = node.args[0].name
+                        analog = src in is_static or (encoder.static and node.name in self._static_region)
+                        if analog:
+                            recorder.count_static(node.name, layer, args[0])
+                        else:
+                            recorder.count_synops(node.name, layer, args[0], K)
+                env[node.name] = self.program.call(node, args, kwargs)
+            if measure is not None and isinstance(env.get(node.name), torch.Tensor):
+                measure.append(env[node.name].numel() * env[node.name].element_size())
+            if node.name == stop_after:
+                return None
+            for r in node.refs():  # free values after their last use (static ones stay cached)
+                if self._last_use.get(r) == i and r not in is_static:
+                    env.pop(r, None)
+        raise ConfigError("the program has no output node")
+
+    def step_bytes(self, x: torch.Tensor, encoder: Encoder = Direct()) -> int:
+        """Bytes of all values one time step of batch x produces (an upper bound on live memory)."""
+        sizes: list[int] = []
+        self.reset()
+        with torch.no_grad():
+            self._run_chunk(x, 0, 1, encoder, {}, None, None, None, sizes)
+        self.reset()
+        return sum(sizes)
+
+    def _record_static(self, node, args, recorder: Recorder) -> None:
+        if node.kind in (FUNCTION, METHOD):
+            return
+        layer = self.program.layers[node.target]
+        if isinstance(layer, SYNAPTIC_TYPES):
+            recorder.count_static(node.name, layer, args[0])
+
+    def forward(self, x: torch.Tensor, T: int | None = None, encoder: Encoder = Direct(),
+                chunk_size: int | None = None) -> torch.Tensor:
+        """Mean output over T steps (T defaults to `default_T`). x: [N, ...] analog input."""
+        if T is None:
+            if self.default_T is None:
+                raise ConfigError("T is required: this model has no default number of time steps")
+            T = self.default_T
+        total = None
+        for out in self.run(x, T, encoder, chunk_size):
+            s = out.sum(0)
+            total = s if total is None else total + s
+        return total / T

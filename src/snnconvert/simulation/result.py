@@ -1,0 +1,93 @@
+"""SimulationResult: accuracy after every step, activity and energy, JSON-ready."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# 45 nm CMOS figures (Horowitz 2014): one float accumulate, one float multiply-accumulate.
+E_AC_PJ = 0.9
+E_MAC_PJ = 4.6
+
+
+@dataclass
+class LayerActivity:
+    """One neuron layer: neurons per sample and spikes per step summed over the dataset."""
+
+    name: str
+    neurons: int
+    spikes_per_step: list[float]
+
+    def firing_rate(self, samples: int, t: int | None = None) -> float:
+        """Spikes per neuron per step over the first t steps (all when t is None)."""
+        s = self.spikes_per_step if t is None else self.spikes_per_step[:t]
+        return sum(s) / max(1, self.neurons * samples * len(s))
+
+
+@dataclass
+class SimulationResult:
+    """What simulate() measured. accuracy[t-1] is the accuracy after t steps (t = 1..T)."""
+
+    T: int
+    samples: int
+    accuracy: list[float]
+    ann_accuracy: float | None = None
+    layers: list[LayerActivity] = field(default_factory=list)
+    synops_per_step: list[float] = field(default_factory=list)  # summed over samples and synaptic layers
+    static_macs_per_sample: float = 0.0  # MACs per step of layers fed by the constant analog input
+    ann_macs_per_sample: float | None = None
+    method: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def accuracy_at(self, t: int) -> float:
+        return self.accuracy[t - 1]
+
+    def steps_to_reach(self, target: float) -> int | None:
+        """First t whose accuracy is >= target and stays >= target to the end of the run."""
+        t_ok = None
+        for t, a in enumerate(self.accuracy, start=1):
+            if a >= target:
+                t_ok = t_ok or t
+            else:
+                t_ok = None
+        return t_ok
+
+    def firing_rate(self, t: int | None = None) -> float:
+        """Overall spikes per neuron per step."""
+        neurons = sum(la.neurons for la in self.layers)
+        spikes = sum(sum(la.spikes_per_step if t is None else la.spikes_per_step[:t]) for la in self.layers)
+        steps = self.T if t is None else t
+        return spikes / max(1, neurons * self.samples * steps)
+
+    def synops_per_sample(self, t: int | None = None) -> float:
+        s = self.synops_per_step if t is None else self.synops_per_step[:t]
+        return sum(s) / max(1, self.samples)
+
+    def energy_per_sample_pj(self, t: int | None = None) -> float:
+        """SNN energy: 0.9 pJ per synaptic accumulate + 4.6 pJ per MAC of the analog first layer(s),
+        whose constant input is counted as injected at every step (t x MACs)."""
+        steps = self.T if t is None else t
+        return E_AC_PJ * self.synops_per_sample(t) + E_MAC_PJ * self.static_macs_per_sample * steps
+
+    def ann_energy_per_sample_pj(self) -> float | None:
+        return None if self.ann_macs_per_sample is None else E_MAC_PJ * self.ann_macs_per_sample
+
+    def summary(self, t: int | None = None) -> dict[str, Any]:
+        t = self.T if t is None else t
+        ann_e = self.ann_energy_per_sample_pj()
+        snn_e = self.energy_per_sample_pj(t)
+        return {
+            "t": t, "accuracy": self.accuracy_at(t), "firing_rate": self.firing_rate(t),
+            "layer_firing_rates": {la.name: la.firing_rate(self.samples, t) for la in self.layers},
+            "synops_per_sample": self.synops_per_sample(t), "energy_per_sample_uj": snn_e * 1e-6,
+            "ann_energy_per_sample_uj": None if ann_e is None else ann_e * 1e-6,
+            "energy_ratio_snn_to_ann": None if not ann_e else snn_e / ann_e,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["summary_at_T"] = self.summary()
+        return d
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)

@@ -1,0 +1,109 @@
+"""simulate(): run a SpikingModel over a dataset ONCE for T steps and read out every t = 1..T."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..batches import iter_batches
+from ..conversion.graph import LAYER, Program, trace
+from ..conversion.ops import SYNAPTIC_TYPES
+from ..errors import ConfigError
+from .encoding import Direct, Encoder
+from .engine import SpikingModel, check_steps
+from .record import Recorder, fanout_map
+from .result import LayerActivity, SimulationResult
+
+
+def ann_macs(program: Program, x: torch.Tensor) -> float:
+    """Multiply-accumulates per sample of the ANN: the synapse count of every conv/linear layer."""
+    inputs = {n.args[0].name: n for n in program.nodes
+              if n.kind == LAYER and isinstance(program.layers[n.target], SYNAPTIC_TYPES)}
+    with torch.no_grad():
+        _, cap = program.run(x[:1], inputs.keys())
+    total = 0.0
+    for src, node in inputs.items():
+        total += float(fanout_map(program.layers[node.target], tuple(cap[src].shape[1:])).sum())
+    return total
+
+
+def auto_chunk(snn: SpikingModel, x: torch.Tensor, T: int, memory_budget_mb: float, encoder: Encoder = Direct()) -> int:
+    """Steps per chunk so that one chunk's values (time folded into the batch) fit the budget."""
+    per_step = max(1, snn.step_bytes(x, encoder) * 2)  # x2: the neuron loop's buffers and temporaries
+    return int(max(1, min(T, memory_budget_mb * 2**20 // per_step)))
+
+
+def ann_accuracy(ann: nn.Module, data: Any, batch_size: int) -> float:
+    was = ann.training
+    ann.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in iter_batches(data, batch_size, "data"):
+            if y is None:
+                raise ConfigError("ANN accuracy needs labelled data: (inputs, labels) pairs")
+            correct += (ann(x).argmax(-1) == y).sum().item()
+            total += len(y)
+    ann.train(was)
+    return correct / total
+
+
+def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Module | None = None,
+             encoder: Encoder = Direct(), batch_size: int = 256, chunk_size: int | None = None,
+             memory_budget_mb: float = 512, progress: bool | None = None, record: bool = True,
+             seed: int = 0) -> SimulationResult:
+    """Evaluate `snn` on labelled data in one run of T steps.
+
+    Returns accuracy after every t = 1..T (the prediction after t steps is the argmax of the summed
+    output of steps 1..t), per-layer spikes per step, synaptic operations and the energy estimate,
+    plus the ANN's accuracy and MACs when `ann` is given. Memory does not grow with T: time is
+    streamed in chunks of `chunk_size` steps (chosen from `memory_budget_mb` when None).
+    """
+    if not isinstance(snn, SpikingModel):
+        raise ConfigError(f"simulate() needs a SpikingModel from snnconvert.convert(), got {type(snn).__name__}")
+    T = check_steps(snn.default_T if T is None else T)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    start = time.perf_counter()
+    correct = torch.zeros(T, dtype=torch.long)
+    samples = 0
+    recorder = Recorder() if record else None
+    generator = torch.Generator().manual_seed(seed)
+    first_x = None
+    bar = tqdm(desc=f"simulating T={T}", unit="img", disable=not progress)
+    snn.eval()
+    with torch.no_grad():
+        for x, y in iter_batches(data, batch_size, "data"):
+            if y is None:
+                raise ConfigError("simulate() needs labelled data: (inputs, labels) pairs or a labelled Dataset")
+            first_x = x if first_x is None else first_x
+            k = chunk_size or auto_chunk(snn, x, T, memory_budget_mb, encoder)
+            cum = None
+            t = 0
+            for out in snn.run(x, T, encoder, k, recorder, generator):
+                logits = out.flatten(2)  # [K, B, classes]
+                cs = logits.cumsum(0) if cum is None else cum + logits.cumsum(0)
+                correct[t:t + len(out)] += (cs.argmax(-1) == y.view(1, -1)).sum(1)
+                cum = cs[-1]
+                t += len(out)
+            samples += len(x)
+            bar.update(len(x))
+    bar.close()
+    result = SimulationResult(T=T, samples=samples, accuracy=(correct.double() / samples).tolist(),
+                              method=dict(snn.method))
+    if recorder is not None:
+        spikes, synops = recorder.totals()
+        result.layers = [LayerActivity(k, recorder.neurons[k], v.tolist()) for k, v in spikes.items()]
+        total = torch.zeros(T, dtype=torch.float64)
+        for v in synops.values():
+            total += v
+        result.synops_per_step = total.tolist()
+        result.static_macs_per_sample = sum(recorder.static_macs.values())
+    if ann is not None:
+        result.ann_accuracy = ann_accuracy(ann, data, batch_size)
+        result.ann_macs_per_sample = ann_macs(trace(ann), first_x)
+    result.seconds = time.perf_counter() - start
+    return result
