@@ -3,21 +3,162 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from .errors import SnnConvertError
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False)
+
+
+def _dataset(args: argparse.Namespace, train: bool, augment: bool = False):
+    from .data import get_dataset
+
+    return get_dataset(args.dataset, root=args.data_dir, train=train, augment=augment)
+
+
+def _calibration(args: argparse.Namespace):
+    from .data import calibration_subset
+
+    ds = _dataset(args, train=True)
+    return calibration_subset(ds, min(args.calib_samples, len(ds)), seed=0)
 
 
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs, T=args.T, seed=args.seed, progress=not args.quiet)
+    run_demo(args.out, epochs=args.epochs, T=args.T, seed=args.seed, progress=_progress(args))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .data import dataset_info
+    from .modelfile import load_model, save_model
+    from .models import create_model
+    from .outdir import ensure_writable_dir
+    from .quantization import quantize, train_progressive
+    from .training import TrainConfig, evaluate_accuracy, train
+
+    out = ensure_writable_dir(args.out)
+    info = dataset_info(args.dataset) if args.dataset != "imagefolder" else dataset_info(args.dataset, args.data_dir)
+    train_set, test_set = _dataset(args, True, augment=args.augment), _dataset(args, False)
+    if args.init:
+        model, card = load_model(args.init)
+        arch, kwargs = card["arch"], card.get("model_kwargs", {})
+    else:
+        arch, kwargs = args.model, {}
+        model = create_model(arch, num_classes=info.num_classes)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
+                      weight_decay=args.weight_decay, seed=args.seed, progress=_progress(args))
+    log = lambda rec: print(  # noqa: E731
+        " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+    if args.bits and args.progressive:
+        stages = [b for b in (8, 4, 3, 2) if b <= 4 and b >= args.bits] if args.bits <= 4 else [args.bits]
+        results = train_progressive(model, train_set, cfg, stages, calibration_data=_calibration(args),
+                                    val_set=test_set, checkpoint_dir=out / "checkpoints", resume=args.resume, log=log)
+        model, history = results[args.bits].model, [h for r in results.values() for h in r.history]
+    else:
+        if args.bits:
+            from .quantization import quantized_bits, set_bits
+
+            model = set_bits(model, args.bits) if quantized_bits(model) else quantize(model, args.bits,
+                                                                                      _calibration(args))
+        res = train(model, train_set, cfg, val_set=test_set, checkpoint_dir=out / "checkpoints", resume=args.resume,
+                    log=log)
+        model, history = res.model, res.history
+    acc = evaluate_accuracy(model, test_set)
+    save_model(model, out, arch, info.num_classes, kwargs, dataset=args.dataset, test_accuracy=acc, history=history)
+    print(f"test accuracy {100 * acc:.2f}%; model written to {out}")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps")
+    out: dict[str, Any] = {}
+    for k in keys:
+        v = getattr(args, k, None)
+        if v is not None:
+            out[k] = float(v) if k == "threshold" and _is_number(v) else v
+    return out
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from .conversion import convert
+    from .io import save
+    from .modelfile import load_model
+
+    model, card = load_model(args.model_dir)
+    data = None if args.method == "fastsnn" and args.threshold is None else _calibration(args)
+    snn = convert(model, data, args.method, progress=_progress(args), **_overrides(args))
+    save(snn, args.out)
+    print(f"converted with {snn.method}; spiking model written to {args.out}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .data import dataset_as_tensors
+    from .io import load
+    from .modelfile import load_model
+    from .outdir import ensure_writable_dir, write_json_atomic
+    from .report import accuracy_table, powers_of_two
+    from .simulation import Direct, Poisson, simulate
+
+    snn = load(args.snn)
+    ann = load_model(args.model_dir)[0] if args.model_dir else None
+    data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
+    if args.limit:
+        data = (data[0][:args.limit], data[1][:args.limit])
+    out = Path(args.out)
+    ensure_writable_dir(out.parent if out.parent != Path("") else Path("."))
+    encoder = Poisson(args.seed) if args.encoding == "poisson" else Direct()
+    res = simulate(snn, data, args.T, ann=ann, encoder=encoder, batch_size=args.batch_size, progress=_progress(args))
+    T = res.T
+    print(accuracy_table({snn.method.get("name", "snn"): res.accuracy}, powers_of_two(T),
+                         {snn.method.get("name", "snn"): res.ann_accuracy} if res.ann_accuracy is not None else None))
+    s = res.summary()
+    print(f"T={T}: accuracy {100 * s['accuracy']:.2f}%, firing rate {s['firing_rate']:.4f} spikes/neuron/step, "
+          f"{s['synops_per_sample']:.3g} synops/sample, energy {s['energy_per_sample_uj']:.4g} uJ/sample"
+          + (f" (ANN {s['ann_energy_per_sample_uj']:.4g} uJ)" if s["ann_energy_per_sample_uj"] else ""))
+    write_json_atomic(out, res.to_dict())
+    print(f"results written to {out}")
+
+
+def _finetune(args: argparse.Namespace) -> None:
+    from .data import dataset_as_tensors
+    from .io import load, save
+    from .modelfile import load_model
+    from .quantization import finetune_layerwise
+
+    snn = load(args.snn)
+    qann, _ = load_model(args.model_dir)
+    data = dataset_as_tensors(_dataset(args, train=True))
+    if args.limit:
+        data = (data[0][:args.limit], data[1][:args.limit])
+    tuned, report = finetune_layerwise(snn, qann, data, T=args.T, epochs=args.epochs, lr=args.lr,
+                                       batch_size=args.batch_size, force=args.force, progress=_progress(args), log=print)
+    save(tuned, args.out)
+    print(f"training accuracy {100 * report.accuracy_before:.2f}% -> {100 * report.accuracy_after:.2f}%; "
+          f"written to {args.out}")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | "
+                                                        "imagefolder (default digits)")
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="snnconvert", description="Convert trained ReLU networks into spiking "
                                 "neural networks (baseline IF, RMP-SNN, SNM, Fast-SNN) and evaluate them.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
     d = sub.add_parser("demo", help="train a small CNN on scikit-learn digits, convert it with every method, "
                                     "print accuracy vs T, write results.json and a plot")
     d.add_argument("--out", default="snnconvert-demo", help="output directory (default: ./snnconvert-demo)")
@@ -26,6 +167,70 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_demo)
+
+    t = sub.add_parser("train", help="train a float or quantized (Fast-SNN) ANN; writes model.json + model.safetensors")
+    _add_data_args(t)
+    t.add_argument("--model", default="digits_cnn", help="architecture name (see snnconvert.models.list_models())")
+    t.add_argument("--init", default=None, help="start from this model directory (float or higher-bit)")
+    t.add_argument("--bits", type=int, default=None, help="quantize activations to this many bits (Fast-SNN)")
+    t.add_argument("--progressive", action="store_true", help="train 4 -> 3 -> 2 bits down to --bits, "
+                                                              "--epochs each")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw"])
+    t.add_argument("--weight-decay", type=float, default=1e-4)
+    t.add_argument("--augment", action="store_true", help="random crop (+ flip where it makes sense)")
+    t.add_argument("--calib-samples", type=int, default=1024, help="images used to initialise the clip alphas")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints after an interruption")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="output model directory")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_train)
+
+    c = sub.add_parser("convert", help="convert a trained model directory into a spiking model directory")
+    _add_data_args(c)
+    c.add_argument("--model-dir", required=True, help="directory written by `snnconvert train`")
+    c.add_argument("--method", default="rmp", choices=["baseline", "rmp", "snm", "fastsnn"])
+    c.add_argument("--neuron", default=None, help="if_hard | if_soft | if | snm | signed_if")
+    c.add_argument("--threshold", default=None, help="rule (max, percentile, layer_input_max, learned) or a number")
+    c.add_argument("--percentile", type=float, default=None, help="e.g. 99.9")
+    c.add_argument("--granularity", default=None, choices=["layer", "channel", "neuron"])
+    c.add_argument("--scale", type=float, default=None, help="threshold scale (RMP's alpha)")
+    c.add_argument("--v-init", dest="v_init", type=float, default=None, help="initial potential / threshold")
+    c.add_argument("--calibration-steps", type=int, default=None, help="time steps for RMP threshold balancing")
+    c.add_argument("--calib-samples", type=int, default=1024, help="training images used for calibration")
+    c.add_argument("--out", required=True, help="output spiking model directory")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_convert)
+
+    e = sub.add_parser("evaluate", help="simulate a spiking model: accuracy at every step, firing rates, energy")
+    _add_data_args(e)
+    e.add_argument("--snn", required=True, help="spiking model directory (from `snnconvert convert`)")
+    e.add_argument("--model-dir", default=None, help="the ANN's directory, to report its accuracy and energy")
+    e.add_argument("--T", type=int, default=None, help="time steps (default: the model's, e.g. 2^b - 1)")
+    e.add_argument("--split", default="test", choices=["train", "test"])
+    e.add_argument("--encoding", default="direct", choices=["direct", "poisson"])
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--limit", type=int, default=None, help="only the first N images")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", default="results.json", help="JSON results file (default results.json)")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_evaluate)
+
+    f = sub.add_parser("finetune", help="Fast-SNN layer-wise fine-tuning of a converted SNN towards its QANN")
+    _add_data_args(f)
+    f.add_argument("--snn", required=True, help="spiking model directory converted with --method fastsnn")
+    f.add_argument("--model-dir", required=True, help="the quantized ANN's directory")
+    f.add_argument("--T", type=int, default=None)
+    f.add_argument("--epochs", type=int, default=1)
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--batch-size", type=int, default=64)
+    f.add_argument("--limit", type=int, default=None, help="only the first N training images")
+    f.add_argument("--force", action="store_true", help="keep updates even if training accuracy does not improve")
+    f.add_argument("--out", required=True, help="output spiking model directory")
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=_finetune)
     return p
 
 

@@ -51,7 +51,9 @@ def convert(model: nn.Module, calibration_data: Any = None, method: str | Method
         calib = calibrate(program, calibration_data, m.rule, m.granularity, m.scale, batch_size)
         snn = _build(program, calib, m, default_T)
     snn.method.update(calibration_samples=calib.samples)
-    return snn
+    for p in snn.parameters():  # an inference artefact: no autograd graph through T steps
+        p.requires_grad_(False)
+    return snn.eval()
 
 
 def _quantized_steps(program: Program) -> int | None:

@@ -202,6 +202,31 @@ def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
     return f"{node.op} {node.target}"
 
 
+def fx_trace(model: nn.Module, leaf_types: tuple[type, ...]) -> fx.GraphModule:
+    """torch.fx-trace `model` (not copied here), leaf types kept whole; errors made readable."""
+    try:
+        graph = _Tracer(leaf_types).trace(model)
+    except Exception as e:  # fx raises many types: control flow, proxies in unsupported places
+        raise UnsupportedOperationError(
+            f"torch.fx could not trace {type(model).__name__}: {e}. Data-dependent control flow cannot be "
+            "converted; move it out of forward() or pass the submodule type in leaf_modules."
+        ) from e
+    return fx.GraphModule(model, graph)
+
+
+def is_activation_node(node: fx.Node, gm: fx.GraphModule, act_types: tuple[type, ...]) -> bool:
+    """True for ReLU-like fx nodes: modules of act_types, F.relu/torch.relu, .relu(), clamp(min=0)."""
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(node.target), act_types)
+    if node.op == "call_function":
+        return node.target in ops.RELU_FUNCTIONS or (
+            node.target in ops.CLAMP_FUNCTIONS and _clamp_is_relu(node.args, dict(node.kwargs)))
+    if node.op == "call_method":
+        return node.target in ops.RELU_METHODS or (
+            node.target in ops.CLAMP_METHODS and _clamp_is_relu(node.args, dict(node.kwargs)))
+    return False
+
+
 def trace(model: nn.Module, leaf_modules: tuple[type[nn.Module], ...] = (), fold_bn: bool = True) -> Program:
     """Trace a deep copy of `model` (eval mode) into a Program; raise on anything unsupported."""
     if not isinstance(model, nn.Module):
@@ -211,15 +236,7 @@ def trace(model: nn.Module, leaf_modules: tuple[type[nn.Module], ...] = (), fold
     from ..neurons import SpikingNeuron
 
     act_types = _activation_types()
-    tracer = _Tracer(tuple(leaf_modules) + act_types + (SpikingNeuron,))
-    try:
-        graph = tracer.trace(model)
-    except Exception as e:  # fx raises many types: control flow, proxies in unsupported places
-        raise UnsupportedOperationError(
-            f"torch.fx could not trace {type(model).__name__}: {e}. Data-dependent control flow cannot be "
-            "converted; move it out of forward() or pass the submodule type in leaf_modules."
-        ) from e
-    gm = fx.GraphModule(model, graph)
+    gm = fx_trace(model, tuple(leaf_modules) + act_types + (SpikingNeuron,))
     if fold_bn:
         _fold_batch_norm(gm)
     return _to_program(gm, act_types)

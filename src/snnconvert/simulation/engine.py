@@ -73,11 +73,13 @@ class SpikingModel(nn.Module):
 
     def run(self, x: torch.Tensor, T: int, encoder: Encoder = Direct(), chunk_size: int | None = None,
             recorder: Recorder | None = None, generator: torch.Generator | None = None,
-            stop_after: str | None = None) -> Iterator[torch.Tensor | None]:
+            stop_after: str | None = None, taps: dict[str, torch.Tensor | None] | None = None
+            ) -> Iterator[torch.Tensor | None]:
         """Reset, then yield the output of each chunk of steps, [K, N, ...], until T steps have run.
 
         With `stop_after` a node name, each chunk stops after that node and yields None (used to
-        calibrate a layer without running the layers after it)."""
+        calibrate a layer without running the layers after it). `taps` maps node names to running
+        sums over time of their values ([N, ...], filled in place; start them at None)."""
         check_steps(T)
         self.reset()
         K = chunk_size or min(T, 32)
@@ -85,12 +87,13 @@ class SpikingModel(nn.Module):
         t = 0
         while t < T:
             k = min(K, T - t)
-            yield self._run_chunk(x, t, k, encoder, static_cache, recorder, generator, stop_after)
+            yield self._run_chunk(x, t, k, encoder, static_cache, recorder, generator, stop_after, taps=taps)
             t += k
 
     def _run_chunk(self, x: torch.Tensor, t0: int, K: int, encoder: Encoder, static_cache: dict[str, Any],
                    recorder: Recorder | None, generator: torch.Generator | None,
-                   stop_after: str | None = None, measure: list[int] | None = None) -> torch.Tensor | None:
+                   stop_after: str | None = None, measure: list[int] | None = None,
+                   taps: dict[str, torch.Tensor | None] | None = None) -> torch.Tensor | None:
         B = x.shape[0]
         if recorder is not None:
             recorder.t0 = t0
@@ -152,6 +155,10 @@ class SpikingModel(nn.Module):
                         else:
                             recorder.count_synops(node.name, layer, args[0], K)
                 env[node.name] = self.program.call(node, args, kwargs)
+            if taps is not None and node.name in taps:
+                v = env[node.name]
+                s = v * K if node.name in is_static else v.view(K, B, *v.shape[1:]).sum(0)
+                taps[node.name] = s if taps[node.name] is None else taps[node.name] + s
             if measure is not None and isinstance(env.get(node.name), torch.Tensor):
                 measure.append(env[node.name].numel() * env[node.name].element_size())
             if node.name == stop_after:
@@ -160,6 +167,14 @@ class SpikingModel(nn.Module):
                 if self._last_use.get(r) == i and r not in is_static:
                     env.pop(r, None)
         raise ConfigError("the program has no output node")
+
+    def mean_values(self, x: torch.Tensor, T: int, names: list[str], encoder: Encoder = Direct(),
+                    chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+        """Time averages over T steps of the named nodes' values (e.g. neuron firing rates x theta)."""
+        taps: dict[str, torch.Tensor | None] = {n: None for n in names}
+        for _ in self.run(x, T, encoder, chunk_size, taps=taps):
+            pass
+        return {k: v / T for k, v in taps.items() if v is not None}
 
     def step_bytes(self, x: torch.Tensor, encoder: Encoder = Direct()) -> int:
         """Bytes of all values one time step of batch x produces (an upper bound on live memory)."""

@@ -1,11 +1,18 @@
 """Max pooling that is correct for spike trains.
 
 An ANN max over spike trains would pass a spike whenever ANY input in the window spikes, so its
-rate would approach the union of the inputs' spikes, not the maximum rate. Instead (Rueckauer et
-al. 2017, "spike-gated" max pooling) each window forwards, at every step, the current input of the
-element whose accumulated input so far is largest: the time average of the output then converges
-to the maximum of the input rates (exactly the ANN max of the averaged activations once the
-ordering of the accumulated inputs settles). With constant (static) input it is an ordinary max pool.
+rate would approach the union of the inputs' spikes, not the maximum rate. Gating on the element
+whose accumulated input is largest (Rueckauer et al. 2017) is biased too: with two inputs of
+equal rate firing in alternation, the element that has just spiked is always the (tied) leader,
+so every spike of both passes and the output rate is again the union.
+
+Instead each window keeps the accumulated input of its elements, A_i(t) = sum_{tau<=t} x_i(tau),
+and emits the increase of their maximum: out(t) = max_i A_i(t) - max_i A_i(t-1). The output summed
+over steps 1..t is then exactly max_i A_i(t), so its time average IS the maximum of the inputs'
+time averages (the ANN max of the averaged activations) at every t, with no bias. When the window's
+inputs are spikes of one amplitude theta (layer- or channel-wise thresholds) the output is a spike
+train of amplitude theta too (0 or theta per step; +-theta for signed neurons); with per-neuron
+thresholds it is a graded value. With constant (static) input it is an ordinary max pool.
 """
 from __future__ import annotations
 
@@ -19,30 +26,27 @@ class SpikingMaxPool(nn.Module):
     def __init__(self, pool: nn.Module) -> None:
         super().__init__()
         self.pool = pool
-        self.register_buffer("acc", None, persistent=False)
+        self.register_buffer("acc", None, persistent=False)  # accumulated input, [N, C, ...]
+        self.register_buffer("top", None, persistent=False)  # its pooled maximum, [N, C, ...pooled]
 
     def reset(self) -> None:
         self.acc = None
+        self.top = None
 
     def static_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Constant input: the ordinary max pool (exact)."""
         return self.pool(x)
 
-    def _pool_indices(self, acc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.pool
-        fn = {1: nn.functional.max_pool1d, 2: nn.functional.max_pool2d, 3: nn.functional.max_pool3d}[acc.dim() - 2]
-        return fn(acc, p.kernel_size, p.stride, p.padding, p.dilation, ceil_mode=p.ceil_mode, return_indices=True)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.acc is None:
             self.acc = torch.zeros_like(x[0])
+            self.top = self.pool(self.acc)
+        acc, top = self.acc, self.top
         outs = []
-        acc = self.acc
-        for t in range(x.shape[0]):
-            xt = x[t]
-            acc = acc + xt
-            _, idx = self._pool_indices(acc)
-            flat = xt.flatten(2)
-            outs.append(flat.gather(2, idx.flatten(2)).view_as(idx).to(xt.dtype))
-        self.acc = acc
+        for t in range(x.shape[0]):  # step by step: the same float sums whatever the chunking
+            acc = acc + x[t]
+            new_top = self.pool(acc)
+            outs.append(new_top - top)
+            top = new_top
+        self.acc, self.top = acc, top
         return torch.stack(outs)

@@ -1,0 +1,46 @@
+"""A small CNN for scikit-learn's 8x8 digits (also fits MNIST with input_size=28)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .registry import register_model
+
+
+def _conv_block(cin: int, cout: int, batch_norm: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU())
+    return layers
+
+
+class DigitsCNN(nn.Module):
+    """conv16-conv32-avgpool-conv64-avgpool-linear; each conv 3x3 pad 1 (+BN) + ReLU.
+
+    `input_size` must be divisible by 4; the linear layer takes 64 * (input_size / 4)^2 features.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 8, batch_norm: bool = True) -> None:
+        super().__init__()
+        if input_size < 4 or input_size % 4:
+            raise ConfigError(f"digits_cnn: input_size must be a multiple of 4 (e.g. 8 or 28), got {input_size}")
+        self.features = nn.Sequential(
+            *_conv_block(in_channels, 16, batch_norm),
+            *_conv_block(16, 32, batch_norm),
+            nn.AvgPool2d(2),
+            *_conv_block(32, 64, batch_norm),
+            nn.AvgPool2d(2),
+        )
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(64 * (input_size // 4) ** 2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.features(x)))
+
+
+@register_model
+def digits_cnn(num_classes: int = 10, in_channels: int = 1, input_size: int = 8, batch_norm: bool = True) -> nn.Module:
+    """DigitsCNN for [N, 1, 8, 8] inputs (about 24k parameters)."""
+    return DigitsCNN(num_classes, in_channels, input_size, batch_norm)

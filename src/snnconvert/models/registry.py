@@ -1,0 +1,61 @@
+"""Model registry: `create_model(name, num_classes, **options)`; models register with a decorator."""
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import ConfigError
+
+ModelFn = Callable[..., nn.Module]
+_REGISTRY: dict[str, ModelFn] = {}
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def register_model(fn: ModelFn | None = None, *, name: str | None = None) -> Any:
+    """Decorator registering `fn(num_classes=..., **options) -> nn.Module` under `name` (default: fn's name).
+
+    Usable bare (`@register_model`) or with a name (`@register_model(name="my_net")`).
+    """
+
+    def deco(f: ModelFn) -> ModelFn:
+        key = _key(name or f.__name__)
+        if key in _REGISTRY:
+            raise ConfigError(f"model {key!r} is already registered; pick another name")
+        _REGISTRY[key] = f
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
+    """Build registered model `name` with `num_classes` outputs; `kwargs` are the model's options.
+
+    Unknown names or options raise ConfigError naming what is accepted.
+    """
+    key = _key(name) if isinstance(name, str) else None
+    if key not in _REGISTRY:
+        known = list_models()
+        close = difflib.get_close_matches(str(key or name), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown model {name!r}{hint}; known models: {', '.join(known)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}")
+    fn = _REGISTRY[key]
+    accepted = [p for p in inspect.signature(fn).parameters if p != "num_classes"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"model {key!r} got unknown option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}"
+        )
+    return fn(num_classes=num_classes, **kwargs)

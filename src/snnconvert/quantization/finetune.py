@@ -1,0 +1,175 @@
+"""Fast-SNN layer-wise fine-tuning of a converted SNN towards its quantized ANN.
+
+For each hidden neuron layer l in network order, except the first (Hu et al. 2023, section 3.4):
+the SNN's time-averaged inputs r_in of the layer are fed to the layer's weights in ANN mode followed
+by the QANN's quantizer (alpha frozen); the forward value is replaced by the SNN layer's actual
+output rate r_out (straight-through: y = q(W r_in) + (r_out - q(W r_in)).detach()); the loss is
+MSE(y, a_l) with a_l the QANN's activation. Thresholds stay fixed. After each epoch the update is
+kept only if the SNN's training accuracy strictly improves.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..batches import iter_batches
+from ..conversion.graph import ACTIVATION, INPUT, LAYER, MAXPOOL, Node, Program, map_refs, trace
+from ..errors import ConfigError, ModelError
+from ..simulation.engine import SpikingModel, check_steps
+
+
+@dataclass
+class LayerFinetune:
+    """What fine-tuning did to one neuron layer."""
+
+    name: str
+    mse_before: float
+    mse_after: float  # with the weights finally kept
+    mse_trial: float  # right after this layer's update, before the accept/reject decision
+    accuracy_before: float
+    accuracy_after: float
+    accepted: bool
+
+
+@dataclass
+class FinetuneReport:
+    T: int
+    accuracy_before: float
+    accuracy_after: float
+    layers: list[LayerFinetune] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def layer_subgraph(program: Program, neuron: str) -> tuple[list[Node], list[str]]:
+    """Nodes computing the input of `neuron` from the nearest upstream neurons or the input.
+
+    Returns (nodes in topological order, boundary node names: neurons or the input)."""
+    order = {n.name: i for i, n in enumerate(program.nodes)}
+    start = program.node(neuron).args[0].name
+    inside: set[str] = set()
+    boundary: set[str] = set()
+    stack = [start]
+    while stack:
+        name = stack.pop()
+        node = program.node(name)
+        if node.kind in (ACTIVATION, INPUT):
+            boundary.add(name)
+            continue
+        if name in inside:
+            continue
+        inside.add(name)
+        stack.extend(node.refs())
+    return sorted((program.node(n) for n in inside), key=lambda n: order[n.name]), sorted(boundary, key=order.get)
+
+
+def _run_subgraph(program: Program, nodes: list[Node], values: dict[str, torch.Tensor]) -> torch.Tensor:
+    env = dict(values)
+    for node in nodes:
+        args = map_refs(node.args, lambda r: env[r.name])
+        kwargs = map_refs(node.kwargs, lambda r: env[r.name])
+        if node.kind == MAXPOOL:
+            env[node.name] = program.layers[node.target].static_forward(*args)
+        else:
+            env[node.name] = program.call(node, args, kwargs)
+    return env[nodes[-1].name]
+
+
+def _accuracy(snn: SpikingModel, data: Any, T: int, batch_size: int) -> float:
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in iter_batches(data, batch_size, "fine-tuning data"):
+            if y is None:
+                raise ConfigError("fine-tuning needs labelled data (inputs, labels) to accept or reject updates")
+            correct += (snn(x, T).flatten(1).argmax(-1) == y).sum().item()
+            total += len(y)
+    return correct / total
+
+
+def _layer_mse(snn: SpikingModel, qprog: Program, data: Any, name: str, T: int, batch_size: int) -> float:
+    err = count = 0.0
+    with torch.no_grad():
+        for x, _ in iter_batches(data, batch_size, "fine-tuning data"):
+            target = qprog.run(x, [name], stop_after=name)[1][name]
+            rate = snn.mean_values(x, T, [name])[name]
+            err += ((rate - target) ** 2).sum().item()
+            count += target.numel()
+    return err / max(count, 1)
+
+
+def finetune_layerwise(snn: SpikingModel, qann: nn.Module, data: Any, *, T: int | None = None, epochs: int = 1,
+                       lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 64,
+                       eval_data: Any = None, force: bool = False, progress: bool = False,
+                       log: Callable[[str], None] | None = None) -> tuple[SpikingModel, FinetuneReport]:
+    """Return a fine-tuned copy of `snn` (converted from `qann` with method="fastsnn") and a report.
+
+    data: labelled training data (tensor pair, Dataset or DataLoader), used for the updates;
+    eval_data (default: data) decides acceptance: an epoch's update to a layer is kept only if the
+    SNN's accuracy on it strictly improves (always with force=True). The first neuron layer and the
+    (non-spiking) last layer are not tuned.
+    """
+    start = time.perf_counter()
+    T = check_steps(snn.default_T if T is None else T)
+    if epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    qprog = trace(qann)
+    snn.reset()  # state tensors are not part of the model and cannot be deep-copied mid-graph
+    snn = copy.deepcopy(snn)
+    neurons = [n.name for n in snn.program.activation_nodes()]
+    if neurons != [n.name for n in qprog.activation_nodes()]:
+        raise ModelError("the SNN was not converted from this quantized ANN: their activation layers differ "
+                         f"({neurons} vs {[n.name for n in qprog.activation_nodes()]})")
+    eval_data = data if eval_data is None else eval_data
+    best = _accuracy(snn, eval_data, T, batch_size)
+    report = FinetuneReport(T=T, accuracy_before=best, accuracy_after=best)
+    say = log or (lambda s: None)
+    for name in neurons[1:]:
+        nodes, boundary = layer_subgraph(snn.program, name)
+        params = [p for n in nodes if n.kind == LAYER for p in snn.program.layers[n.target].parameters()]
+        if not params:
+            continue
+        for p in params:
+            p.requires_grad_(True)
+        quantizer = qprog.layers[qprog.node(name).target]
+        mse_before = _layer_mse(snn, qprog, data, name, T, batch_size)
+        saved = [p.detach().clone() for p in params]
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        for p in quantizer.parameters():
+            p.requires_grad_(False)
+        acc_before = best
+        for epoch in range(epochs):
+            for x, _ in tqdm(list(iter_batches(data, batch_size, "fine-tuning data")), desc=f"fine-tune {name}",
+                             disable=not progress, leave=False):
+                with torch.no_grad():
+                    target = qprog.run(x, [name], stop_after=name)[1][name]
+                    rates = snn.mean_values(x, T, boundary + [name])
+                y = quantizer(_run_subgraph(snn.program, nodes, {b: rates[b] for b in boundary}))
+                y = y + (rates[name] - y).detach()
+                loss = nn.functional.mse_loss(y, target)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        mse_trial = _layer_mse(snn, qprog, data, name, T, batch_size)
+        acc = _accuracy(snn, eval_data, T, batch_size)
+        accepted = force or acc > best
+        if accepted:
+            best = acc
+        else:
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+        mse_after = mse_trial if accepted else mse_before
+        report.layers.append(LayerFinetune(name, mse_before, mse_after, mse_trial, acc_before, acc, accepted))
+        say(f"{name}: MSE {mse_before:.5f} -> {mse_trial:.5f}, accuracy {100 * acc_before:.2f}% -> "
+            f"{100 * acc:.2f}% ({'kept' if accepted else 'rejected'})")
+    for p in snn.parameters():
+        p.requires_grad_(False)
+    report.accuracy_after = best
+    report.seconds = time.perf_counter() - start
+    snn.method["finetuned"] = True
+    return snn, report

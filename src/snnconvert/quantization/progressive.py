@@ -1,0 +1,41 @@
+"""Fast-SNN's progressive quantization: float -> 4 -> 3 -> 2 bits, each stage from the previous."""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError
+from ..training import TrainConfig, TrainResult, train
+from .quantize import quantize, quantized_bits, set_bits
+
+
+def train_progressive(model: nn.Module, train_set: Dataset, config: TrainConfig, bits: Sequence[int] = (4, 3, 2),
+                      *, calibration_data: Any = None, val_set: Dataset | None = None,
+                      checkpoint_dir: str | Path | None = None, resume: bool = False,
+                      log: Callable[[dict], None] | None = None) -> dict[int, TrainResult]:
+    """Train one stage per bit width in `bits` (decreasing), each initialised from the previous stage.
+
+    `model` is a trained float ANN (or an already quantized one). A float model is quantized with
+    alphas from `calibration_data` (a high percentile of each activation) before the first stage.
+    Returns {bits: TrainResult}; stage checkpoints go to checkpoint_dir/bits{b}/.
+    """
+    if not bits or any(b2 >= b1 for b1, b2 in zip(bits, bits[1:])):
+        raise ConfigError(f"bits must be a decreasing sequence such as (4, 3, 2), got {tuple(bits)}")
+    current = copy.deepcopy(model)
+    if quantized_bits(current) is None:
+        current = quantize(current, bits[0], calibration_data)
+    results: dict[int, TrainResult] = {}
+    for b in bits:
+        set_bits(current, b)
+        stage_log = (lambda rec, b=b: log({**rec, "bits": b})) if log else None
+        ckpt = Path(checkpoint_dir) / f"bits{b}" if checkpoint_dir is not None else None
+        res = train(current, train_set, replace(config), val_set=val_set, checkpoint_dir=ckpt, resume=resume,
+                    log=stage_log)
+        results[b] = TrainResult(copy.deepcopy(res.model), res.history)
+        current = res.model
+    return results
