@@ -13,9 +13,12 @@ from .conversion import convert
 from .data import dataset_as_tensors, get_dataset
 from .models import create_model
 from .outdir import ensure_writable_dir, write_json_atomic
+from .quantization import finetune_layerwise, quantize, set_bits
 from .report import accuracy_table, plot_accuracy_vs_T, powers_of_two
 from .simulation import simulate
 from .training import TrainConfig, train
+
+CALIBRATION_IMAGES = 512  # a random subset of the training images sets every threshold
 
 # label -> (method, overrides)
 DEMO_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -45,8 +48,9 @@ def run_demo(out: str | Path = "snnconvert-demo", epochs: int = 40, T: int = 256
     echo(f"ANN test accuracy: {100 * ann_acc:.2f}% ({time.perf_counter() - start:.1f} s)")
     rows: dict[str, list[float]] = {}
     details: dict[str, Any] = {}
+    calib = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:CALIBRATION_IMAGES]]
     for label, (method, overrides) in DEMO_METHODS.items():
-        snn = convert(model, x_train, method, **overrides)
+        snn = convert(model, calib, method, **overrides)
         res = simulate(snn, (x_test, y_test), T, ann=model, progress=progress)
         rows[label] = res.accuracy
         within = res.steps_to_reach(ann_acc - 0.01)
@@ -54,11 +58,22 @@ def run_demo(out: str | Path = "snnconvert-demo", epochs: int = 40, T: int = 256
                           "steps_within_1pct_of_ann": within,
                           "at_T": res.summary(), "at_within_1pct": res.summary(within) if within else None,
                           "seconds": res.seconds}
+    ann_of = {k: ann_acc for k in rows}
+    claim = _hard_vs_soft(rows, min(32, T))
+    if claim:
+        echo(claim["text"])
+    fast = _fastsnn(model, train_set, x_train, y_train, x_test, y_test, cfg, T, progress, echo)
+    for b, f in fast.items():
+        rows[f"Fast-SNN {b}-bit"] = f.pop("accuracy")
+        ann_of[f"Fast-SNN {b}-bit"] = f["qann_accuracy"]
     steps = powers_of_two(T)
-    table = accuracy_table(rows, steps, {k: ann_acc for k in rows})
+    table = accuracy_table(rows, steps, ann_of)
     echo(table)
+    fast_table = _fast_table(ann_acc, fast)
+    echo(fast_table)
     results = {"dataset": "digits (scikit-learn, 1437 train / 360 test)", "model": "digits_cnn",
                "ann_accuracy": ann_acc, "T": T, "methods": details, "table": table,
+               "fastsnn": fast, "fastsnn_table": fast_table, "hard_vs_soft_reset": claim,
                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
                "seconds": time.perf_counter() - start}
@@ -67,6 +82,72 @@ def run_demo(out: str | Path = "snnconvert-demo", epochs: int = 40, T: int = 256
     echo(f"wrote {out_dir / 'results.json'} and {out_dir / 'accuracy_vs_T.png'} "
          f"({time.perf_counter() - start:.1f} s in all)")
     return results
+
+
+def _fastsnn(model, train_set, x_train, y_train, x_test, y_test, cfg: TrainConfig, T: int, progress: bool,
+             echo: Callable[[str], None]) -> dict[int, dict[str, Any]]:
+    """Progressive QANN training 4 -> 3 -> 2 bits; at 3 and 2 bits convert with signed and unsigned
+    IF neurons, fine-tune the signed SNN, and measure everything at T = 2^b - 1."""
+    from dataclasses import replace
+
+    qcfg = replace(cfg, epochs=max(1, cfg.epochs // 3), lr=1e-3)
+    qann = quantize(model, 4, x_train[:CALIBRATION_IMAGES])
+    out: dict[int, dict[str, Any]] = {}
+    for bits in (4, 3, 2):
+        set_bits(qann, bits)
+        qann = train(qann, train_set, qcfg).model.eval()
+        if bits == 4:
+            continue
+        Tb = 2 ** bits - 1
+        signed = convert(qann, method="fastsnn")
+        unsigned = convert(qann, method="fastsnn", neuron="if")
+        tuned, report = finetune_layerwise(signed, qann, (x_train, y_train), epochs=1, progress=progress)
+        qacc = _accuracy(qann, x_test, y_test)
+        at = lambda snn: simulate(snn, (x_test, y_test), Tb, record=False).accuracy[-1]  # noqa: E731
+        q_pred = qann(x_test).argmax(-1)
+        with torch.no_grad():
+            agree = {k: (s(x_test, Tb).argmax(-1) == q_pred).double().mean().item()
+                     for k, s in (("signed", signed), ("unsigned", unsigned))}
+        out[bits] = {"T": Tb, "qann_accuracy": qacc, "unsigned_if": at(unsigned), "signed_if": at(signed),
+                     "signed_if_finetuned": at(tuned), "agreement_with_qann": agree,
+                     "finetune": [vars(la) for la in report.layers],
+                     "accuracy": simulate(signed, (x_test, y_test), T, record=False).accuracy}
+        echo(f"Fast-SNN {bits}-bit: QANN {100 * qacc:.2f}%, at T={Tb}: unsigned IF {100 * out[bits]['unsigned_if']:.2f}%, "
+             f"signed IF {100 * out[bits]['signed_if']:.2f}%, fine-tuned {100 * out[bits]['signed_if_finetuned']:.2f}%")
+    return out
+
+
+def _hard_vs_soft(rows: dict[str, list[float]], t_rmp: int) -> dict[str, Any] | None:
+    """RMP-SNN's claim: hard reset needs 2-8x more steps to reach the soft-reset accuracy."""
+    hard, soft = rows.get("baseline IF, max"), rows.get("RMP, alpha=1")
+    if not hard or not soft or len(soft) < t_rmp:
+        return None
+    target = soft[t_rmp - 1]
+    t_hard = next((t for t, a in enumerate(hard, start=1) if a >= target), None)
+    ratio = None if t_hard is None else t_hard / t_rmp
+    text = (f"hard reset reaches RMP's T={t_rmp} accuracy ({100 * target:.2f}%) at T={t_hard} ({ratio:.1f}x)"
+            if t_hard else f"hard reset does not reach RMP's T={t_rmp} accuracy ({100 * target:.2f}%) "
+                           f"within T={len(hard)} (best {100 * max(hard):.2f}%)")
+    # the same comparison at an accuracy both reach: the first step that stays within 1% of the best
+    level = min(max(hard), max(soft)) - 0.01
+    first = lambda acc: next((t for t in range(1, len(acc) + 1) if min(acc[t - 1:]) >= level), None)  # noqa: E731
+    t_h, t_s = first(hard), first(soft)
+    at_level = {"accuracy": level, "hard_reset_T": t_h, "rmp_T": t_s,
+                "ratio": (t_h / t_s) if t_h and t_s else None}
+    if at_level["ratio"]:
+        text += (f"; to stay above {100 * level:.2f}% hard reset needs T={t_h}, RMP T={t_s} "
+                 f"({at_level['ratio']:.1f}x)")
+    return {"rmp_T": t_rmp, "rmp_accuracy": target, "hard_reset_T": t_hard, "ratio": ratio,
+            "at_common_level": at_level, "text": text}
+
+
+def _fast_table(ann_acc: float, fast: dict[int, dict[str, Any]]) -> str:
+    head = f"{'Fast-SNN':<10} | {'float ANN':>9} | {'QANN':>6} | {'T':>2} | {'IF':>6} | {'signed':>6} | {'+ft':>6}"
+    lines = [head, "-" * len(head)]
+    for b, f in fast.items():
+        lines.append(f"{str(b) + '-bit':<10} | {100 * ann_acc:9.2f} | {100 * f['qann_accuracy']:6.2f} | {f['T']:>2} | "
+                     f"{100 * f['unsigned_if']:6.2f} | {100 * f['signed_if']:6.2f} | {100 * f['signed_if_finetuned']:6.2f}")
+    return "\n".join(lines)
 
 
 def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -23,6 +23,18 @@ def ensure_writable_dir(path: str | Path) -> Path:
     return p
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def replace_atomic(tmp: str | Path, path: str | Path) -> None:
+    """Move a finished temporary file into place with ordinary permissions (mkstemp makes 0600)."""
+    os.chmod(tmp, _umask_mode())
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write JSON to a temporary file beside `path`, then move it into place (never half-written)."""
     path = Path(path)
@@ -30,7 +42,7 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
-        os.replace(tmp, path)
+        replace_atomic(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .outdir import replace_atomic
 from .errors import CheckpointError, ConfigError, DataError, ModelError
 
 PathLike = Union[str, Path]
@@ -314,7 +315,7 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
         save_file(_savable(tensors), tmp, metadata=metadata)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace_atomic(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)

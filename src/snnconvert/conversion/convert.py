@@ -40,7 +40,7 @@ def convert(model: nn.Module, calibration_data: Any = None, method: str | Method
     if needs_data:  # fail early, with a clear message, on data that does not fit the model
         x0, _ = next(iter_batches(calibration_data, batch_size, "calibration data"))
         with torch.no_grad():
-            run_checked(program, x0[:2])
+            run_checked(program, x0)
     default_T = _quantized_steps(program) if isinstance(m.rule, LearnedClip) else None
     if isinstance(m.rule, LayerInputMax):
         placeholder = Calibration({n.name: torch.tensor(1.0) for n in program.activation_nodes()},

@@ -54,6 +54,8 @@ def _iter_refs(value: Any) -> Iterator[Ref]:
     elif isinstance(value, dict):
         for v in value.values():
             yield from _iter_refs(v)
+    elif isinstance(value, slice):
+        yield from _iter_refs((value.start, value.stop, value.step))
 
 
 def map_refs(value: Any, fn) -> Any:
@@ -66,6 +68,8 @@ def map_refs(value: Any, fn) -> Any:
         return [map_refs(v, fn) for v in value]
     if isinstance(value, dict):
         return {k: map_refs(v, fn) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(map_refs(value.start, fn), map_refs(value.stop, fn), map_refs(value.step, fn))
     return value
 
 
@@ -256,7 +260,7 @@ def _to_program(gm: fx.GraphModule, act_types: tuple[type, ...]) -> Program:
         if isinstance(v, dict):
             return {k: ref(x) for k, x in v.items()}
         if isinstance(v, slice):
-            raise UnsupportedOperationError("slices in indexing are not supported")
+            return slice(ref(v.start), ref(v.stop), ref(v.step))
         if isinstance(v, (int, float, bool, str)) or v is None:
             return v
         raise UnsupportedOperationError(f"argument of type {type(v).__name__} is not supported")

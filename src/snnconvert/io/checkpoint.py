@@ -21,6 +21,7 @@ from torch import nn
 from ..conversion import ops
 from ..conversion.graph import Node, Program, Ref
 from ..errors import CheckpointError
+from ..outdir import replace_atomic
 from ..neurons import IFNeuron, SignedIFNeuron, SNMNeuron, SpikingNeuron
 from ..simulation.engine import SpikingModel
 from ..simulation.pooling import SpikingMaxPool
@@ -42,6 +43,8 @@ def _encode(v: Any) -> Any:
         return [_encode(x) for x in v]
     if isinstance(v, dict):
         return {"dict": {k: _encode(x) for k, x in v.items()}}
+    if isinstance(v, slice):
+        return {"slice": [_encode(v.start), _encode(v.stop), _encode(v.step)]}
     if isinstance(v, (int, float, bool, str)) or v is None:
         return v
     raise CheckpointError(f"cannot save an argument of type {type(v).__name__}")
@@ -55,6 +58,8 @@ def _decode(v: Any) -> Any:
             return tuple(_decode(x) for x in v["tuple"])
         if "dict" in v:
             return {k: _decode(x) for k, x in v["dict"].items()}
+        if "slice" in v:
+            return slice(*(_decode(x) for x in v["slice"]))
         raise CheckpointError(f"unknown encoded value {v!r}")
     if isinstance(v, list):
         return [_decode(x) for x in v]
@@ -116,7 +121,7 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        replace_atomic(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -158,6 +163,45 @@ def save(snn: SpikingModel, directory: str | Path) -> Path:
     return out
 
 
+_LAYER_KINDS = {"layer": "a layer", "activation": "a neuron", "maxpool": "a spiking max pool"}
+
+
+def _check_nodes(nodes: list[Node], layers: dict[str, nn.Module]) -> None:
+    """Refuse, at load time, a graph that could not run or that reaches outside the op table: unknown
+    kinds, functions or methods, attributes with a leading underscore (getattr(x, "__class__") would
+    open the way to arbitrary objects), modules of the wrong kind, references to later or unknown nodes."""
+    if len(nodes) < 2 or nodes[0].kind != "input" or nodes[-1].kind != "output":
+        raise CheckpointError("the graph must start with its input node and end with its output node")
+    seen: set[str] = set()
+    for i, n in enumerate(nodes):
+        if n.name in seen:
+            raise CheckpointError(f"node name '{n.name}' is used twice")
+        if n.kind in ("input", "output") and 0 < i < len(nodes) - 1:
+            raise CheckpointError(f"node '{n.name}': only the first node is the input and the last the output")
+        if n.kind in _LAYER_KINDS:
+            m = layers.get(n.target)
+            expected = {"layer": type(m).__name__ in ops.LAYER_TYPES, "activation": isinstance(m, SpikingNeuron),
+                        "maxpool": isinstance(m, SpikingMaxPool)}[n.kind]
+            if m is None or not expected:
+                raise CheckpointError(f"node '{n.name}' needs {_LAYER_KINDS[n.kind]} '{n.target}', which the "
+                                      "description does not define")
+        elif n.kind == "function":
+            if n.target not in ops.FUNCTIONS:
+                raise CheckpointError(f"node '{n.name}' calls {n.target!r}, which is not an allowed function")
+            if n.target == "getattr" and not (len(n.args) >= 2 and isinstance(n.args[1], str)
+                                              and not n.args[1].startswith("_")):
+                raise CheckpointError(f"node '{n.name}' reads an attribute that is not allowed: {n.args[1:]!r}")
+        elif n.kind == "method":
+            if n.target not in ops.METHODS:
+                raise CheckpointError(f"node '{n.name}' calls method {n.target!r}, which is not allowed")
+        elif n.kind not in ("input", "output"):
+            raise CheckpointError(f"node '{n.name}' has unknown kind {n.kind!r}")
+        for r in n.refs():
+            if r not in seen:
+                raise CheckpointError(f"node '{n.name}' uses '{r}', which is not an earlier node")
+        seen.add(n.name)
+
+
 def load(directory: str | Path) -> SpikingModel:
     """Load a model written by save(). Raises CheckpointError on missing, corrupt or foreign files."""
     d = Path(directory)
@@ -167,7 +211,7 @@ def load(directory: str | Path) -> SpikingModel:
                                   f"{DESCRIPTION} and {WEIGHTS} (written by snnconvert.save)")
     try:
         desc = json.loads((d / DESCRIPTION).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
         raise CheckpointError(f"{str(d / DESCRIPTION)!r} is not valid JSON: {e}") from e
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         raise CheckpointError(f"{str(d / DESCRIPTION)!r} is not a snnconvert spiking model description")
@@ -178,14 +222,13 @@ def load(directory: str | Path) -> SpikingModel:
         raise CheckpointError(f"{str(d / WEIGHTS)!r} does not match {DESCRIPTION} (corrupt or replaced file)")
     try:
         tensors = load_file(str(d / WEIGHTS))
+    except Exception as e:  # safetensors raises its own error type on a malformed file
+        raise CheckpointError(f"{str(d / WEIGHTS)!r} is not a valid safetensors file: {e}") from e
+    try:
         layers = {k: _build_layer(k, v, tensors) for k, v in desc["layers"].items()}
         nodes = [Node(n["name"], n["kind"], n["target"], _decode(n["args"]), _decode(n["kwargs"]))
                  for n in desc["nodes"]]
-        for n in nodes:
-            if n.kind == "function" and n.target not in ops.FUNCTIONS:
-                raise CheckpointError(f"node '{n.name}' calls {n.target!r}, which is not an allowed function")
-            if n.kind == "method" and n.target not in ops.METHODS:
-                raise CheckpointError(f"node '{n.name}' calls method {n.target!r}, which is not allowed")
+        _check_nodes(nodes, layers)
         snn = SpikingModel(Program(nodes, layers), desc.get("method"), desc.get("default_T"))
         snn.load_state_dict(tensors, strict=True)
     except CheckpointError:

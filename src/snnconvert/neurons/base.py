@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .functional import Negative, Reset, neuron_step
+from .functional import Negative, Reset, neuron_step_
 
 ThresholdLike = Union[float, torch.Tensor]
 
@@ -25,7 +25,7 @@ class SpikingNeuron(nn.Module):
     """Integrate-and-fire neuron family; subclasses fix `reset` and `negative`.
 
     Calling it with x: [T, N, ...] (time first) runs T steps and returns theta * s(t), same shape.
-    State (v, n) persists across calls so a long run can be streamed in chunks; `reset()` starts
+    State (v, and for signed neurons the net spike count n) persists across calls so a long run can be streamed in chunks; `reset()` starts
     a new sample. `threshold` is a float (layer-wise) or a tensor that broadcasts against one
     sample's shape: [C, 1, 1] per channel, [C, H, W] per neuron, [F] for linear layers.
     `v_init` is the initial membrane potential as a fraction of the threshold.
@@ -56,8 +56,9 @@ class SpikingNeuron(nn.Module):
                 f"{type(self).__name__}: threshold of shape {tuple(self.threshold.shape)} does not "
                 f"broadcast to the input of shape {tuple(z.shape)} (batch first)"
             ) from e
-        self.v = (self.v_init * thr).to(z.dtype).clone()
-        self.n = torch.zeros_like(z)
+        self.v = (self.v_init * thr).to(z.dtype).clone().contiguous()
+        # n, the net spike count, matters only to signed neurons (their negative-spike condition)
+        self.n = None if self.negative is Negative.NONE else torch.zeros_like(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
@@ -71,10 +72,9 @@ class SpikingNeuron(nn.Module):
             )
         thr = self.threshold.to(x.dtype)
         out = torch.empty_like(x)
-        v, n = self.v, self.n
+        n = None if self.negative is Negative.NONE else self.n
         for t in range(x.shape[0]):
-            out[t], v, n = neuron_step(x[t], v, n, thr, self.reset_mode, self.negative)
-        self.v, self.n = v, n
+            neuron_step_(x[t], self.v, n, thr, self.reset_mode, self.negative, out[t])
         return out
 
     def extra_repr(self) -> str:

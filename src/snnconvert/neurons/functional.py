@@ -67,3 +67,36 @@ def neuron_step(
         s = pos.to(z.dtype) - neg.to(z.dtype)
     n = n + s
     return threshold * s, v, n
+
+
+def neuron_step_(
+    z: torch.Tensor,
+    v: torch.Tensor,
+    n: torch.Tensor | None,
+    threshold: torch.Tensor,
+    reset: Reset,
+    negative: Negative,
+    out: torch.Tensor,
+) -> None:
+    """In-place twin of `neuron_step` for the simulation loop: updates v (and n) and writes theta * s
+    into `out`. Unsigned neurons do not need n (pass None). Same equation, fewer memory passes."""
+    v.add_(z)
+    pos = v >= threshold
+    if reset is Reset.SOFT:
+        v.sub_(pos * threshold)
+    else:
+        v.masked_fill_(pos, 0.0)
+    if negative is Negative.NONE:
+        torch.mul(pos, threshold, out=out)
+        return
+    assert n is not None
+    if negative is Negative.AT_MINUS_THRESHOLD:
+        neg = v <= -threshold
+    else:
+        neg = v < -BELOW_ZERO_TOLERANCE * threshold
+    neg &= n > 0
+    neg &= ~pos
+    v.add_(neg * threshold)
+    s = pos.to(z.dtype) - neg.to(z.dtype)
+    n.add_(s)
+    torch.mul(s, threshold, out=out)

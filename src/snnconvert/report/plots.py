@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..outdir import replace_atomic
 
 
 def plot_accuracy_vs_T(rows: dict[str, list[float]], path: str | Path, ann: dict[str, float] | None = None,
@@ -35,7 +36,7 @@ def plot_accuracy_vs_T(rows: dict[str, list[float]], path: str | Path, ann: dict
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        replace_atomic(tmp, path)
     finally:
         plt.close(fig)
         if os.path.exists(tmp):

@@ -82,6 +82,8 @@ class SpikingModel(nn.Module):
         sums over time of their values ([N, ...], filled in place; start them at None)."""
         check_steps(T)
         self.reset()
+        if generator is None and hasattr(encoder, "seed"):  # a stochastic encoder: repeatable from its seed
+            generator = torch.Generator(device=x.device).manual_seed(int(encoder.seed))
         K = chunk_size or min(T, 32)
         static_cache: dict[str, Any] = {}
         t = 0

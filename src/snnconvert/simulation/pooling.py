@@ -13,6 +13,9 @@ time averages (the ANN max of the averaged activations) at every t, with no bias
 inputs are spikes of one amplitude theta (layer- or channel-wise thresholds) the output is a spike
 train of amplitude theta too (0 or theta per step; +-theta for signed neurons); with per-neuron
 thresholds it is a graded value. With constant (static) input it is an ordinary max pool.
+The sums are kept in float64: k * theta is then exact for any practical count k, so equal counts
+compare equal and the increase of the maximum is exactly 0 or theta (no rounding residue that
+would count as a spike).
 """
 from __future__ import annotations
 
@@ -39,14 +42,15 @@ class SpikingMaxPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.acc is None:
-            self.acc = torch.zeros_like(x[0])
+            wide = torch.float32 if x.device.type == "mps" else torch.float64  # MPS has no float64
+            self.acc = torch.zeros_like(x[0], dtype=torch.promote_types(x.dtype, wide))
             self.top = self.pool(self.acc)
         acc, top = self.acc, self.top
         outs = []
-        for t in range(x.shape[0]):  # step by step: the same float sums whatever the chunking
+        for t in range(x.shape[0]):  # step by step: the same sums whatever the chunking
             acc = acc + x[t]
             new_top = self.pool(acc)
-            outs.append(new_top - top)
+            outs.append((new_top - top).to(x.dtype))
             top = new_top
         self.acc, self.top = acc, top
         return torch.stack(outs)

@@ -54,13 +54,15 @@ def ann_accuracy(ann: nn.Module, data: Any, batch_size: int) -> float:
 def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Module | None = None,
              encoder: Encoder = Direct(), batch_size: int = 256, chunk_size: int | None = None,
              memory_budget_mb: float = 512, progress: bool | None = None, record: bool = True,
-             seed: int = 0) -> SimulationResult:
+             seed: int | None = None) -> SimulationResult:
     """Evaluate `snn` on labelled data in one run of T steps.
 
     Returns accuracy after every t = 1..T (the prediction after t steps is the argmax of the summed
     output of steps 1..t), per-layer spikes per step, synaptic operations and the energy estimate,
     plus the ANN's accuracy and MACs when `ann` is given. Memory does not grow with T: time is
     streamed in chunks of `chunk_size` steps (chosen from `memory_budget_mb` when None).
+    `seed` seeds a stochastic encoder's random stream (one stream over the whole dataset); None
+    uses the encoder's own seed (Poisson(seed)).
     """
     if not isinstance(snn, SpikingModel):
         raise ConfigError(f"simulate() needs a SpikingModel from snnconvert.convert(), got {type(snn).__name__}")
@@ -71,7 +73,7 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     correct = torch.zeros(T, dtype=torch.long)
     samples = 0
     recorder = Recorder() if record else None
-    generator = torch.Generator().manual_seed(seed)
+    generator = None  # made on the first batch's device (a CPU generator cannot drive CUDA sampling)
     first_x = None
     bar = tqdm(desc=f"simulating T={T}", unit="img", disable=not progress)
     snn.eval()
@@ -80,6 +82,9 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
             if y is None:
                 raise ConfigError("simulate() needs labelled data: (inputs, labels) pairs or a labelled Dataset")
             first_x = x if first_x is None else first_x
+            if generator is None:
+                generator = torch.Generator(device=x.device).manual_seed(
+                    int(getattr(encoder, "seed", 0) if seed is None else seed))
             k = chunk_size or auto_chunk(snn, x, T, memory_budget_mb, encoder)
             cum = None
             t = 0
