@@ -134,3 +134,27 @@ def test_bad_neuron_arguments():
         n(torch.zeros(2, 5, 3))
     with pytest.raises(ConfigError, match="does not broadcast"):
         IFNeuron(torch.ones(7, 1, 1))(torch.zeros(2, 1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("reset,negative", [(Reset.HARD, Negative.NONE), (Reset.SOFT, Negative.NONE),
+                                            (Reset.SOFT, Negative.AT_MINUS_THRESHOLD),
+                                            (Reset.SOFT, Negative.BELOW_ZERO)])
+@pytest.mark.parametrize("per_neuron", [False, True])
+def test_in_place_simulation_step_equals_the_reference_step(reset, negative, per_neuron):
+    from snnconvert.neurons.base import SpikingNeuron
+
+    class Probe(SpikingNeuron):
+        pass
+
+    Probe.reset_mode, Probe.negative = reset, negative
+    torch.manual_seed(3)
+    thr = torch.rand(2, 3, 3) + 0.2 if per_neuron else torch.tensor(0.6)
+    x = torch.randn(30, 4, 2, 3, 3)
+    out_module = Probe(thr, v_init=0.5)(x)
+    v = 0.5 * thr.expand(4, 2, 3, 3).clone()
+    n = torch.zeros(4, 2, 3, 3)
+    ref = []
+    for t in range(30):
+        o, v, n = neuron_step(x[t], v, n, thr, reset, negative)
+        ref.append(o)
+    assert torch.equal(out_module, torch.stack(ref))

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import snnconvert
+import snnconvert as sc
 from snnconvert import Direct, Poisson, SimulationResult
 from snnconvert.simulation.record import fanout_map
 
@@ -282,3 +283,43 @@ def test_ann_macs_of_a_conv_net_without_padding():
     assert res.ann_macs_per_sample == conv1 + conv2 + 24 * 3
     assert res.static_macs_per_sample == conv1
     assert res.ann_accuracy == 1.0
+
+
+def _trained_digits_snn(method="snm"):
+    from snnconvert.data import dataset_as_tensors, get_dataset
+    from snnconvert.models import create_model
+    from snnconvert.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    train_set = get_dataset("digits")
+    model = train(create_model("digits_cnn"), train_set, TrainConfig(
+        epochs=10, lr=3e-3, batch_size=64, optimizer="adamw", weight_decay=1e-4, progress=False)).model.eval()
+    x_train, _ = dataset_as_tensors(train_set)
+    test = dataset_as_tensors(get_dataset("digits", train=False))
+    return sc.convert(model, x_train[:256], method), test
+
+
+def test_early_exit_with_an_unreachable_rule_equals_the_fixed_run():
+    snn, (x, y) = _trained_digits_snn()
+    x, y = x[:120], y[:120]
+    fixed = sc.simulate(snn, (x, y), 24, chunk_size=4)
+    never = sc.simulate(snn, (x, y), 24, chunk_size=4,
+                        exit_when=sc.ExitWhenStable(patience=100))
+    assert never.accuracy == fixed.accuracy
+    assert never.mean_steps == 24 and never.exit_steps_histogram[-1] == 120
+    assert never.synops_per_step == fixed.synops_per_step
+
+
+def test_early_exit_stops_settled_samples_and_saves_work():
+    snn, (x, y) = _trained_digits_snn()
+    fixed = sc.simulate(snn, (x, y), 32)
+    early = sc.simulate(snn, (x, y), 32, exit_when=sc.ExitWhenStable())
+    assert early.mean_steps < 32
+    assert sum(early.exit_steps_histogram) == len(y)
+    assert early.synops_per_sample() < fixed.synops_per_sample()
+    # an exited sample keeps its prediction: the early-exit accuracy never falls far below the fixed run
+    assert early.accuracy[-1] >= fixed.accuracy[-1] - 0.03
+    with pytest.raises(sc.ConfigError, match="confidence"):
+        sc.ExitWhenStable(confidence=1.5)
+    with pytest.raises(sc.ConfigError, match="window"):
+        sc.ExitWhenStable(window=0)

@@ -9,12 +9,12 @@ from .errors import (CalibrationError, CheckpointError, ConfigError, DataError, 
 from .io import load, save
 from .methods import PRESETS, Method, resolve_method
 from .neurons import IFNeuron, SignedIFNeuron, SNMNeuron
-from .simulation import Direct, Poisson, SimulationResult, SpikingModel, simulate
+from .simulation import Direct, ExitWhenStable, Poisson, SimulationResult, SpikingModel, simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Calibration", "CalibrationError", "CheckpointError", "ConfigError", "DataError", "Direct", "Fixed",
+    "Calibration", "CalibrationError", "CheckpointError", "ConfigError", "DataError", "Direct", "ExitWhenStable", "Fixed",
     "Granularity", "IFNeuron", "LayerInputMax", "LearnedClip", "Max", "Method", "ModelError", "PRESETS",
     "Percentile", "Poisson", "SNMNeuron", "SignedIFNeuron", "SimulationResult", "SnnConvertError",
     "SpikingModel", "UnsupportedOperationError", "calibrate", "convert", "load", "resolve_method", "save", "simulate", "trace",

@@ -34,42 +34,51 @@ def _demo(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from .data import dataset_info
+    from .distributed import cleanup, init_from_env
     from .modelfile import load_model, save_model
     from .models import create_model
     from .outdir import ensure_writable_dir
     from .quantization import quantize, train_progressive
     from .training import TrainConfig, evaluate_accuracy, train
 
-    out = ensure_writable_dir(args.out)
-    info = dataset_info(args.dataset) if args.dataset != "imagefolder" else dataset_info(args.dataset, args.data_dir)
-    train_set, test_set = _dataset(args, True, augment=args.augment), _dataset(args, False)
-    if args.init:
-        model, card = load_model(args.init)
-        arch, kwargs = card["arch"], card.get("model_kwargs", {})
-    else:
-        arch, kwargs = args.model, {}
-        model = create_model(arch, num_classes=info.num_classes)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
-                      weight_decay=args.weight_decay, seed=args.seed, progress=_progress(args))
-    log = lambda rec: print(  # noqa: E731
-        " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
-    if args.bits and args.progressive:
-        stages = [b for b in (8, 4, 3, 2) if b <= 4 and b >= args.bits] if args.bits <= 4 else [args.bits]
-        results = train_progressive(model, train_set, cfg, stages, calibration_data=_calibration(args),
-                                    val_set=test_set, checkpoint_dir=out / "checkpoints", resume=args.resume, log=log)
-        model, history = results[args.bits].model, [h for r in results.values() for h in r.history]
-    else:
-        if args.bits:
-            from .quantization import quantized_bits, set_bits
+    job = init_from_env()  # under torchrun: data-parallel over the job's ranks; rank 0 prints and writes
+    try:
+        out = ensure_writable_dir(args.out)
+        info = dataset_info(args.dataset) if args.dataset != "imagefolder" else dataset_info(args.dataset, args.data_dir)
+        train_set, test_set = _dataset(args, True, augment=args.augment), _dataset(args, False)
+        if args.init:
+            model, card = load_model(args.init)
+            arch, kwargs = card["arch"], card.get("model_kwargs", {})
+        else:
+            arch, kwargs = args.model, {}
+            model = create_model(arch, num_classes=info.num_classes)
+        cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
+                          weight_decay=args.weight_decay, seed=args.seed, progress=_progress(args) and job.is_main)
+        log = lambda rec: print(  # noqa: E731
+            " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        if args.bits and args.progressive:
+            stages = [b for b in (8, 4, 3, 2) if b <= 4 and b >= args.bits] if args.bits <= 4 else [args.bits]
+            results = train_progressive(model, train_set, cfg, stages, calibration_data=_calibration(args),
+                                        val_set=test_set, checkpoint_dir=out / "checkpoints", resume=args.resume,
+                                        log=log)
+            model, history = results[args.bits].model, [h for r in results.values() for h in r.history]
+        else:
+            if args.bits:
+                from .quantization import quantized_bits, set_bits
 
-            model = set_bits(model, args.bits) if quantized_bits(model) else quantize(model, args.bits,
-                                                                                      _calibration(args))
-        res = train(model, train_set, cfg, val_set=test_set, checkpoint_dir=out / "checkpoints", resume=args.resume,
-                    log=log)
-        model, history = res.model, res.history
-    acc = evaluate_accuracy(model, test_set)
-    save_model(model, out, arch, info.num_classes, kwargs, dataset=args.dataset, test_accuracy=acc, history=history)
-    print(f"test accuracy {100 * acc:.2f}%; model written to {out}")
+                model = set_bits(model, args.bits) if quantized_bits(model) else quantize(model, args.bits,
+                                                                                          _calibration(args))
+            res = train(model, train_set, cfg, val_set=test_set, checkpoint_dir=out / "checkpoints",
+                        resume=args.resume, log=log, device=job.device)
+            model, history = res.model, res.history
+        if not job.is_main:
+            return
+        acc = evaluate_accuracy(model, test_set)
+        save_model(model, out, arch, info.num_classes, kwargs, dataset=args.dataset, test_accuracy=acc,
+                   history=history)
+        print(f"test accuracy {100 * acc:.2f}%; model written to {out}")
+    finally:
+        cleanup()
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,30 +113,49 @@ def _convert(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from .data import dataset_as_tensors
+    from .distributed import cleanup, init_from_env, reduce_simulation_result, shard_indices
+    from .errors import ConfigError
     from .io import load
     from .modelfile import load_model
     from .outdir import ensure_writable_dir, write_json_atomic
     from .report import accuracy_table, powers_of_two
     from .simulation import Direct, Poisson, simulate
 
-    snn = load(args.snn)
-    ann = load_model(args.model_dir)[0] if args.model_dir else None
-    data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
-    if args.limit:
-        data = (data[0][:args.limit], data[1][:args.limit])
-    out = Path(args.out)
-    ensure_writable_dir(out.parent if out.parent != Path("") else Path("."))
-    encoder = Poisson(args.seed) if args.encoding == "poisson" else Direct()
-    res = simulate(snn, data, args.T, ann=ann, encoder=encoder, batch_size=args.batch_size, progress=_progress(args))
-    T = res.T
-    print(accuracy_table({snn.method.get("name", "snn"): res.accuracy}, powers_of_two(T),
-                         {snn.method.get("name", "snn"): res.ann_accuracy} if res.ann_accuracy is not None else None))
-    s = res.summary()
-    print(f"T={T}: accuracy {100 * s['accuracy']:.2f}%, firing rate {s['firing_rate']:.4f} spikes/neuron/step, "
-          f"{s['synops_per_sample']:.3g} synops/sample, energy {s['energy_per_sample_uj']:.4g} uJ/sample"
-          + (f" (ANN {s['ann_energy_per_sample_uj']:.4g} uJ)" if s["ann_energy_per_sample_uj"] else ""))
-    write_json_atomic(out, res.to_dict())
-    print(f"results written to {out}")
+    job = init_from_env()  # under torchrun: each rank simulates its shard; rank 0 prints and writes the total
+    try:
+        snn = load(args.snn)
+        ann = load_model(args.model_dir)[0] if args.model_dir else None
+        data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
+        if args.limit:
+            data = (data[0][:args.limit], data[1][:args.limit])
+        if job.world_size > 1:
+            n = len(data[1])
+            if n < job.world_size:
+                raise ConfigError(f"{n} images cannot be shared by {job.world_size} processes; use "
+                                  f"--nproc_per_node <= {n} or a larger --limit")
+            own = shard_indices(n, job.rank, job.world_size)
+            data = (data[0][own[0]:own[-1] + 1], data[1][own[0]:own[-1] + 1])
+        out = Path(args.out)
+        ensure_writable_dir(out.parent if out.parent != Path("") else Path("."))
+        seed = args.seed if job.world_size == 1 else args.seed * job.world_size + job.rank  # a Poisson stream per rank
+        encoder = Poisson(seed) if args.encoding == "poisson" else Direct()
+        res = simulate(snn, data, args.T, ann=ann, encoder=encoder, batch_size=args.batch_size,
+                       progress=_progress(args) and job.is_main)
+        res = reduce_simulation_result(res)
+        if not job.is_main:
+            return
+        T = res.T
+        print(accuracy_table({snn.method.get("name", "snn"): res.accuracy}, powers_of_two(T),
+                             {snn.method.get("name", "snn"): res.ann_accuracy} if res.ann_accuracy is not None
+                             else None))
+        s = res.summary()
+        print(f"T={T}: accuracy {100 * s['accuracy']:.2f}%, firing rate {s['firing_rate']:.4f} spikes/neuron/step, "
+              f"{s['synops_per_sample']:.3g} synops/sample, energy {s['energy_per_sample_uj']:.4g} uJ/sample"
+              + (f" (ANN {s['ann_energy_per_sample_uj']:.4g} uJ)" if s["ann_energy_per_sample_uj"] else ""))
+        write_json_atomic(out, res.to_dict())
+        print(f"results written to {out}")
+    finally:
+        cleanup()
 
 
 def _finetune(args: argparse.Namespace) -> None:

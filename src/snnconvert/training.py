@@ -6,6 +6,10 @@ Contract:
 - Data order, dropout and any torch-RNG augmentation in epoch e depend only on (seed, epoch), so a run
   resumed from `last.safetensors` ends with the same weights as an uninterrupted one.
 - Checkpoints are safetensors files (never pickle), written to a temp file and moved with os.replace.
+- Under torchrun (an initialised process group with world size > 1) the model is wrapped in
+  DistributedDataParallel: every global batch of the (seed, epoch) order is split across ranks and the
+  gradient is the mean over the whole global batch, as in one process (BatchNorm statistics are
+  per-rank, then rank 0's). History values are global; only rank 0 writes checkpoints and calls `log`.
 """
 from __future__ import annotations
 
@@ -27,9 +31,10 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from . import distributed
 from .outdir import replace_atomic
 from .errors import CheckpointError, ConfigError, DataError, ModelError
 
@@ -139,6 +144,8 @@ def train(
     accuracy improves; `last.safetensors` (weights + optimizer + history + config) when
     `checkpoint_dir` is given; then `log(record)`. `resume=True` continues from `last.safetensors`
     with the same config (only `progress` may differ; `epochs` may grow with the constant schedule).
+    Under torchrun, `batch_size` is the global batch (split across ranks), each rank passes its own
+    `device` (e.g. DistInfo.device), and every rank returns the same trained model.
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -159,27 +166,35 @@ def train(
         ckpt_dir.mkdir(parents=True, exist_ok=True)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    rank, world = distributed.rank_and_world()
+    net = distributed.wrap_ddp(model, device) if world > 1 else model
     for epoch in range(len(history), config.epochs):
         start = time.perf_counter()
         lr = config.lr_at(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with _epoch_rng(config.seed, epoch, device):
-            loss, acc = _train_one_epoch(model, train_set, optimizer, params, config, epoch, device)
+        with _epoch_rng(config.seed, epoch, device, *([rank] if world > 1 else [])):
+            if world > 1:
+                loss, acc = _train_one_epoch_ddp(net, train_set, optimizer, params, config, epoch, device)
+            else:
+                loss, acc = _train_one_epoch(model, train_set, optimizer, params, config, epoch, device)
+        distributed.broadcast_buffers(model)
         _check_finite_weights(model, epoch + 1)
-        val_acc = evaluate_accuracy(model, val_set, device=device) if val_set is not None else None
+        val_acc = _validate(model, val_set, device) if val_set is not None else None
         record = {
             "epoch": epoch + 1, "train_loss": loss, "train_acc": acc, "val_acc": val_acc,
             "lr": lr, "seconds": time.perf_counter() - start,
         }
         history.append(record)
-        if ckpt_dir is not None:
+        if ckpt_dir is not None and rank == 0:
             if val_acc is not None and val_acc > best:
                 best = val_acc
                 save_weights(model, ckpt_dir / BEST)
             _save_checkpoint(ckpt_dir / LAST, model, optimizer, config, history)
-        if log is not None:
+        if log is not None and rank == 0:
             log(dict(record))
+    del net
+    distributed.barrier()  # the last checkpoint is on disk before any rank returns
     model.eval()
     return TrainResult(model=model, history=history)
 
@@ -194,18 +209,18 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 63-bit seed that depends only on (seed, epoch)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+def _epoch_seed(seed: int, epoch: int, *rank: int) -> int:
+    """A well-mixed 63-bit seed that depends only on (seed, epoch) (and the rank, when given)."""
+    return int(np.random.SeedSequence([seed, epoch, *rank]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 @contextmanager
-def _epoch_rng(seed: int, epoch: int, device: torch.device) -> Iterator[None]:
-    """Torch RNG (CPU, and `device` if CUDA) seeded from (seed, epoch); the caller's state is restored."""
+def _epoch_rng(seed: int, epoch: int, device: torch.device, *rank: int) -> Iterator[None]:
+    """Torch RNG (CPU, and `device` if CUDA) seeded from (seed, epoch[, rank]); the caller's state is restored."""
     cuda = device.type == "cuda" and torch.cuda.is_available()
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if cuda else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(_epoch_seed(seed, epoch))
+        torch.manual_seed(_epoch_seed(seed, epoch, *rank))
         yield
 
 
@@ -245,6 +260,71 @@ def _train_one_epoch(
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
     bar.close()
     return total_loss / seen, correct / seen
+
+
+def _train_one_epoch_ddp(
+    model: nn.Module,
+    train_set: Dataset,
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    config: TrainConfig,
+    epoch: int,
+    device: torch.device,
+) -> tuple[float, float]:
+    """_train_one_epoch for a DDP-wrapped `model`: this rank's share of every global batch.
+
+    Each rank's loss is its summed per-sample loss x world / global batch size, so DDP's mean over
+    ranks is the global batch mean. A rank with no sample in a short last batch steps on a
+    zero-weighted stand-in so all ranks take the same steps. A non-finite loss on any rank ends the
+    epoch with ModelError on every rank (raising on one rank alone would leave the others waiting).
+    Returns the global (mean loss, accuracy).
+    """
+    rank, world = distributed.rank_and_world()
+    generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+    # the order one process uses: a shuffling DataLoader over the indices with the same generator
+    order = torch.cat(list(DataLoader(range(len(train_set)), batch_size=len(train_set),  # type: ignore[arg-type]
+                                      shuffle=True, generator=generator))).tolist()
+    shards = list(distributed.batch_shards(order, config.batch_size, rank, world))
+    loader = DataLoader(train_set, batch_sampler=[own or order[:1] for own, _ in shards])
+    model.train()
+    stats = torch.zeros(4, dtype=torch.float64)  # summed loss, correct, seen, non-finite losses
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+               disable=not config.progress or rank != 0)
+    for (x, y), (own, global_size) in zip(bar, shards):
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        out = model(x)
+        summed = F.cross_entropy(out, y, label_smoothing=config.label_smoothing, reduction="sum")
+        (summed * (world / global_size if own else 0.0)).backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        if own:
+            finite = bool(torch.isfinite(summed))
+            stats += torch.tensor([summed.item() if finite else 0.0, int((out.detach().argmax(dim=1) == y).sum()),
+                                   len(own), 0 if finite else 1], dtype=torch.float64)
+        if stats[2] > 0:
+            bar.set_postfix(loss=f"{float(stats[0] / stats[2]):.4f}", acc=f"{float(stats[1] / stats[2]):.3f}")
+    bar.close()
+    total_loss, correct, seen, bad = distributed.all_reduce_sum(stats).tolist()
+    if bad:
+        raise ModelError(
+            f"training diverged at epoch {epoch + 1} (non-finite loss in {int(bad)} batch share(s)); "
+            f"lower the learning rate (lr={config.lr:g}) or set grad_clip"
+        )
+    return total_loss / seen, correct / seen
+
+
+def _validate(model: nn.Module, val_set: Dataset, device: torch.device) -> float:
+    """evaluate_accuracy on `val_set`; under torchrun each rank counts its shard and the counts are summed."""
+    rank, world = distributed.rank_and_world()
+    if world == 1:
+        return evaluate_accuracy(model, val_set, device=device)
+    _check_nonempty(val_set, "val_set")
+    own = Subset(val_set, distributed.shard_indices(len(val_set), rank, world))  # type: ignore[arg-type]
+    counts = torch.tensor(_count_correct(model, DataLoader(own, batch_size=256), device), dtype=torch.float64)
+    correct, seen = distributed.all_reduce_sum(counts).tolist()
+    return correct / seen
 
 
 def _check_finite_weights(model: nn.Module, epoch: int) -> None:
@@ -287,20 +367,27 @@ def evaluate_accuracy(
     if isinstance(data, Dataset):
         _check_nonempty(data, "dataset")
         data = DataLoader(data, batch_size=batch_size, shuffle=False)
+    correct, seen = _count_correct(model, data, device)
+    if seen == 0:
+        raise DataError("evaluate_accuracy got no samples; pass a non-empty dataset or loader")
+    return correct / seen
+
+
+@torch.no_grad()
+def _count_correct(model: nn.Module, batches: Iterable, device: torch.device) -> tuple[int, int]:
+    """(correct, seen) over (x, y) batches in eval mode; each submodule's previous mode is restored."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     correct, seen = 0, 0
     try:
-        for x, y in data:
+        for x, y in batches:
             x, y = x.to(device), y.to(device)
             correct += int((model(x).argmax(dim=1) == y).sum())
             seen += y.shape[0]
     finally:
         for module, mode in modes:
             module.training = mode
-    if seen == 0:
-        raise DataError("evaluate_accuracy got no samples; pass a non-empty dataset or loader")
-    return correct / seen
+    return correct, seen
 
 
 # --------------------------------------------------------------------------- files

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .functional import Negative, Reset, neuron_step_
+from .functional import Negative, Reset, StepWorkspace, neuron_step_
 
 ThresholdLike = Union[float, torch.Tensor]
 
@@ -42,11 +42,20 @@ class SpikingNeuron(nn.Module):
         self.v_init = float(v_init)
         self.register_buffer("v", None, persistent=False)
         self.register_buffer("n", None, persistent=False)
+        self._ws: StepWorkspace | None = None
 
     def reset(self) -> None:
         """Forget the membrane potential and spike memory (start of a new sample)."""
         self.v = None
         self.n = None
+        self._ws = None
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Keep only the batch entries where mask [N] is True (samples that exit early are dropped)."""
+        if self.v is not None:
+            self.v = self.v[mask]
+            self.n = None if self.n is None else self.n[mask]
+            self._ws = None
 
     def _init_state(self, z: torch.Tensor) -> None:
         try:
@@ -70,11 +79,14 @@ class SpikingNeuron(nn.Module):
                 f"{type(self).__name__}: state has shape {tuple(self.v.shape)} but the input step has "
                 f"shape {tuple(x.shape[1:])}; call reset() before a new batch"
             )
-        thr = self.threshold.to(x.dtype)
+        thr: torch.Tensor | float = self.threshold.to(x.dtype)
+        if thr.numel() == 1:
+            thr = float(thr)  # scalar comparisons are cheaper than 0-dim tensor broadcasts
         out = torch.empty_like(x)
-        n = None if self.negative is Negative.NONE else self.n
+        if self._ws is None or not self._ws.fits(x[0]):
+            self._ws = StepWorkspace(x[0])
         for t in range(x.shape[0]):
-            neuron_step_(x[t], self.v, n, thr, self.reset_mode, self.negative, out[t])
+            neuron_step_(x[t], self.v, self.n, thr, self.reset_mode, self.negative, out[t], self._ws)
         return out
 
     def extra_repr(self) -> str:

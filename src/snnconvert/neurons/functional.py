@@ -69,34 +69,56 @@ def neuron_step(
     return threshold * s, v, n
 
 
+class StepWorkspace:
+    """Preallocated boolean/float buffers for `neuron_step_` (fresh CPU allocations of large
+    tensors cost more than the arithmetic itself)."""
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self.pos = torch.empty(like.shape, dtype=torch.bool, device=like.device)
+        self.neg = torch.empty_like(self.pos)
+        self.tmp = torch.empty_like(self.pos)
+        self.amp = torch.empty_like(like)
+
+    def fits(self, like: torch.Tensor) -> bool:
+        return self.amp.shape == like.shape and self.amp.dtype == like.dtype and self.amp.device == like.device
+
+
 def neuron_step_(
     z: torch.Tensor,
     v: torch.Tensor,
     n: torch.Tensor | None,
-    threshold: torch.Tensor,
+    threshold: torch.Tensor | float,
     reset: Reset,
     negative: Negative,
     out: torch.Tensor,
+    ws: StepWorkspace,
 ) -> None:
-    """In-place twin of `neuron_step` for the simulation loop: updates v (and n) and writes theta * s
-    into `out`. Unsigned neurons do not need n (pass None). Same equation, fewer memory passes."""
+    """In-place twin of `neuron_step` for the simulation loop (same equation, no allocations):
+    updates v (and n, signed neurons only) and writes theta * s into `out`.
+
+    A positive spike leaves V >= 0 > th_neg, so the negative test needs no `~pos` term here.
+    """
     v.add_(z)
-    pos = v >= threshold
+    torch.ge(v, threshold, out=ws.pos)
+    out.copy_(ws.pos)
+    out.mul_(threshold)  # theta * s+
     if reset is Reset.SOFT:
-        v.sub_(pos * threshold)
+        v.sub_(out)
     else:
-        v.masked_fill_(pos, 0.0)
+        v.masked_fill_(ws.pos, 0.0)
     if negative is Negative.NONE:
-        torch.mul(pos, threshold, out=out)
         return
     assert n is not None
+    neg_level = -threshold if negative is Negative.AT_MINUS_THRESHOLD else -BELOW_ZERO_TOLERANCE * threshold
     if negative is Negative.AT_MINUS_THRESHOLD:
-        neg = v <= -threshold
+        torch.le(v, neg_level, out=ws.neg)
     else:
-        neg = v < -BELOW_ZERO_TOLERANCE * threshold
-    neg &= n > 0
-    neg &= ~pos
-    v.add_(neg * threshold)
-    s = pos.to(z.dtype) - neg.to(z.dtype)
-    n.add_(s)
-    torch.mul(s, threshold, out=out)
+        torch.lt(v, neg_level, out=ws.neg)
+    torch.gt(n, 0, out=ws.tmp)
+    ws.neg.logical_and_(ws.tmp)
+    ws.amp.copy_(ws.neg)
+    ws.amp.mul_(threshold)  # theta * s-
+    v.add_(ws.amp)
+    out.sub_(ws.amp)
+    n.add_(ws.pos)
+    n.sub_(ws.neg.to(n.dtype))

@@ -40,6 +40,7 @@ class SpikingModel(nn.Module):
         self.program = program
         self.method = dict(method or {})
         self.default_T = default_T
+        self._batch: dict[str, Any] | None = None  # the run in progress (input, static cache)
         self._plan()
 
     def _plan(self) -> None:
@@ -85,12 +86,31 @@ class SpikingModel(nn.Module):
         if generator is None and hasattr(encoder, "seed"):  # a stochastic encoder: repeatable from its seed
             generator = torch.Generator(device=x.device).manual_seed(int(encoder.seed))
         K = chunk_size or min(T, 32)
-        static_cache: dict[str, Any] = {}
+        self._batch = {"x": x, "static": {}}
         t = 0
         while t < T:
             k = min(K, T - t)
-            yield self._run_chunk(x, t, k, encoder, static_cache, recorder, generator, stop_after, taps=taps)
+            if len(self._batch["x"]) == 0:
+                return
+            yield self._run_chunk(self._batch["x"], t, k, encoder, self._batch["static"], recorder, generator,
+                                  stop_after, taps=taps)
             t += k
+        self._batch = None
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Drop the samples where `mask` [N] is False from a run in progress (between two chunks of
+        `run`): their input, cached static values and neuron states go; the rest continue unchanged."""
+        if getattr(self, "_batch", None) is None:
+            raise ConfigError("keep() is only valid between the chunks of a run()")
+        B = len(self._batch["x"])
+        if mask.shape != (B,):
+            raise ConfigError(f"keep() needs a boolean mask of shape ({B},), got {tuple(mask.shape)}")
+        self._batch["x"] = self._batch["x"][mask]
+        self._batch["static"] = {k: (v[mask] if isinstance(v, torch.Tensor) and v.dim() > 0 and len(v) == B else v)
+                                 for k, v in self._batch["static"].items()}
+        for n in self.program.nodes:
+            if n.name in self._stateful:
+                self.program.layers[n.target].keep(mask)
 
     def _run_chunk(self, x: torch.Tensor, t0: int, K: int, encoder: Encoder, static_cache: dict[str, Any],
                    recorder: Recorder | None, generator: torch.Generator | None,

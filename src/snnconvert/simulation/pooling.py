@@ -36,6 +36,11 @@ class SpikingMaxPool(nn.Module):
         self.acc = None
         self.top = None
 
+    def keep(self, mask: torch.Tensor) -> None:
+        """Keep only the batch entries where mask is True (early exit)."""
+        if self.acc is not None:
+            self.acc, self.top = self.acc[mask], self.top[mask]
+
     def static_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Constant input: the ordinary max pool (exact)."""
         return self.pool(x)

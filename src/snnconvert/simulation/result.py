@@ -38,6 +38,9 @@ class SimulationResult:
     ann_macs_per_sample: float | None = None
     method: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    exit_rule: dict[str, Any] | None = None  # early exit: the rule, steps used per sample, mean steps
+    exit_steps_histogram: list[int] | None = None  # [t-1]: samples that stopped after t steps
+    mean_steps: float | None = None
 
     def accuracy_at(self, t: int) -> float:
         return self.accuracy[t - 1]

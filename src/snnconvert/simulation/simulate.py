@@ -13,6 +13,7 @@ from ..batches import iter_batches
 from ..conversion.graph import LAYER, Program, trace
 from ..conversion.ops import SYNAPTIC_TYPES
 from ..errors import ConfigError
+from .early_exit import ExitTracker, ExitWhenStable
 from .encoding import Direct, Encoder
 from .engine import SpikingModel, check_steps
 from .record import Recorder, fanout_map
@@ -54,7 +55,7 @@ def ann_accuracy(ann: nn.Module, data: Any, batch_size: int) -> float:
 def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Module | None = None,
              encoder: Encoder = Direct(), batch_size: int = 256, chunk_size: int | None = None,
              memory_budget_mb: float = 512, progress: bool | None = None, record: bool = True,
-             seed: int | None = None) -> SimulationResult:
+             seed: int | None = None, exit_when: ExitWhenStable | None = None) -> SimulationResult:
     """Evaluate `snn` on labelled data in one run of T steps.
 
     Returns accuracy after every t = 1..T (the prediction after t steps is the argmax of the summed
@@ -63,6 +64,10 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     streamed in chunks of `chunk_size` steps (chosen from `memory_budget_mb` when None).
     `seed` seeds a stochastic encoder's random stream (one stream over the whole dataset); None
     uses the encoder's own seed (Poisson(seed)).
+    With `exit_when` (e.g. ExitWhenStable(patience=8)), each sample stops once its prediction has
+    settled and keeps that prediction for the remaining steps; its work is skipped from the next
+    chunk on (chunks of at most 2 steps then). The result then also holds the steps each sample
+    used (`exit_steps_histogram`, `mean_steps`); accuracy[-1] is the early-exit accuracy.
     """
     if not isinstance(snn, SpikingModel):
         raise ConfigError(f"simulate() needs a SpikingModel from snnconvert.convert(), got {type(snn).__name__}")
@@ -71,6 +76,7 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
         progress = sys.stderr.isatty()
     start = time.perf_counter()
     correct = torch.zeros(T, dtype=torch.long)
+    exit_hist = torch.zeros(T + 1, dtype=torch.long) if exit_when is not None else None
     samples = 0
     recorder = Recorder() if record else None
     generator = None  # made on the first batch's device (a CPU generator cannot drive CUDA sampling)
@@ -86,25 +92,45 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
                 generator = torch.Generator(device=x.device).manual_seed(
                     int(getattr(encoder, "seed", 0) if seed is None else seed))
             k = chunk_size or auto_chunk(snn, x, T, memory_budget_mb, encoder)
+            tracker = None
+            if exit_when is not None:
+                k = min(k, 2)
+                tracker = ExitTracker(exit_when, y, T)
             cum = None
             t = 0
+            live_y = y
             for out in snn.run(x, T, encoder, k, recorder, generator):
                 logits = out.flatten(2)  # [K, B, classes]
                 cs = logits.cumsum(0) if cum is None else cum + logits.cumsum(0)
-                correct[t:t + len(out)] += (cs.argmax(-1) == y.view(1, -1)).sum(1)
+                hits = cs.argmax(-1) == live_y.view(1, -1)
+                if tracker is not None:
+                    keep, counted = tracker.update(logits, cs, t)
+                    hits &= counted
+                correct[t:t + len(out)] += hits.sum(1)
                 cum = cs[-1]
                 t += len(out)
+                if tracker is not None and not bool(keep.all()):
+                    snn.keep(keep)
+                    cum, live_y = cum[keep], live_y[keep]
+            if tracker is not None:
+                correct += tracker.frozen_correct()
+                exit_hist += torch.bincount(tracker.exit_step, minlength=T + 1)
             samples += len(x)
             bar.update(len(x))
     bar.close()
     result = SimulationResult(T=T, samples=samples, accuracy=(correct.double() / samples).tolist(),
                               method=dict(snn.method))
+    if exit_hist is not None:
+        result.exit_rule = vars(exit_when)
+        result.exit_steps_histogram = exit_hist[1:].tolist()
+        result.mean_steps = float((exit_hist * torch.arange(T + 1)).sum()) / samples
     if recorder is not None:
         spikes, synops = recorder.totals()
-        result.layers = [LayerActivity(k, recorder.neurons[k], v.tolist()) for k, v in spikes.items()]
+        pad = lambda v: torch.cat([v, v.new_zeros(T - len(v))])  # noqa: E731  (early exit may end sooner)
+        result.layers = [LayerActivity(k, recorder.neurons[k], pad(v).tolist()) for k, v in spikes.items()]
         total = torch.zeros(T, dtype=torch.float64)
         for v in synops.values():
-            total += v
+            total += pad(v)
         result.synops_per_step = total.tolist()
         result.static_macs_per_sample = sum(recorder.static_macs.values())
     if ann is not None:

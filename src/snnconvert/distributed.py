@@ -1,0 +1,254 @@
+"""Data-parallel helpers for `torchrun --nproc_per_node N`: process group, sharding, exact reductions.
+
+init_from_env() reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK; without them every function here
+is a single-process no-op (rank 0 of 1). Backend: gloo on CPU; with CUDA, NCCL for CUDA tensors and
+gloo for CPU tensors ("cpu:gloo,cuda:nccl"), so small CPU reductions work on GPU machines too.
+
+Failures: an error raised on every rank (bad arguments, missing files) ends every rank. An error on
+one rank only leaves the others blocked in their next collective until torchrun, which stops all
+workers as soon as one exits with an error, ends them; outside torchrun they wait at most the
+process-group timeout (SNNCONVERT_DIST_TIMEOUT seconds, default PyTorch's).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .simulation.result import LayerActivity, SimulationResult
+
+ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+TIMEOUT_ENV = "SNNCONVERT_DIST_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job and the device it should compute on.
+
+    device: cuda:LOCAL_RANK under torchrun on a CUDA machine, else cpu (also for a plain single process).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _env_int(name: str) -> int:
+    value = os.environ[name]
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer; launch with torchrun "
+                          "or unset RANK, WORLD_SIZE and LOCAL_RANK") from None
+
+
+def init_from_env() -> DistInfo:
+    """Join the torchrun job described by the environment (idempotent); single process without it."""
+    present = [k for k in ENV_VARS if k in os.environ]
+    if not present:
+        if _initialized():  # the caller set up the group itself
+            rank, world = rank_and_world()
+            return DistInfo(rank, world, rank, torch.device("cpu"))
+        return DistInfo()
+    if len(present) < len(ENV_VARS):
+        missing = [k for k in ENV_VARS if k not in present]
+        raise ConfigError(f"{', '.join(present)} set but {', '.join(missing)} missing; launch with "
+                          "`torchrun --nproc_per_node N ...` or unset all of RANK, WORLD_SIZE and LOCAL_RANK")
+    rank, world, local_rank = (_env_int(k) for k in ENV_VARS)
+    if world < 1 or not 0 <= rank < world or local_rank < 0:
+        raise ConfigError(f"inconsistent torchrun environment RANK={rank} WORLD_SIZE={world} "
+                          f"LOCAL_RANK={local_rank}; need 0 <= RANK < WORLD_SIZE")
+    if not torch.distributed.is_available():
+        raise ConfigError("this PyTorch build has no torch.distributed; run a single process (plain python) "
+                          "or install a PyTorch build with distributed support")
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} GPU(s) are visible; "
+                              "use --nproc_per_node <= the number of GPUs")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not _initialized():
+        backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+        kwargs = {}
+        if os.environ.get(TIMEOUT_ENV):
+            kwargs["timeout"] = timedelta(seconds=float(os.environ[TIMEOUT_ENV]))
+        torch.distributed.init_process_group(backend, rank=rank, world_size=world, **kwargs)
+    return DistInfo(rank, world, local_rank, device)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, (0, 1) without one."""
+    if not _initialized():
+        return 0, 1
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def is_main() -> bool:
+    """True on rank 0 (and in a single process): the one that prints and writes files."""
+    return rank_and_world()[0] == 0
+
+
+def barrier() -> None:
+    if _initialized():
+        torch.distributed.barrier()
+
+
+def cleanup() -> None:
+    """Leave the process group (no-op without one)."""
+    if _initialized():
+        torch.distributed.destroy_process_group()
+
+
+def shard_indices(n: int, rank: int, world: int) -> list[int]:
+    """Rank `rank`'s contiguous share of range(n): every index on exactly one rank, no padding.
+
+    Shares differ in size by at most one (lower ranks get the extra ones), in index order.
+    """
+    for name, value in (("n", n), ("rank", rank), ("world", world)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"shard_indices: {name} must be an int, got {value!r}")
+    if n < 0 or world < 1 or not 0 <= rank < world:
+        raise ConfigError(f"shard_indices needs n >= 0 and 0 <= rank < world, got n={n}, rank={rank}, world={world}")
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return list(range(start, start + base + (rank < extra)))
+
+
+def batch_shards(order: Sequence[int], batch_size: int, rank: int, world: int) -> Iterator[tuple[list[int], int]]:
+    """Split each global batch order[i:i + batch_size] across ranks: yields (this rank's dataset
+    indices, the global batch's size). Every rank yields the same number of items; a rank's list is
+    empty only in a last batch with fewer samples than ranks."""
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        yield [batch[i] for i in shard_indices(len(batch), rank, world)], len(batch)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over all ranks in place and return it (unchanged in a single process)."""
+    if _initialized() and torch.distributed.get_world_size() > 1:
+        if torch.distributed.get_backend() == "nccl" and not tensor.is_cuda:  # NCCL alone cannot reduce CPU tensors
+            moved = tensor.cuda()
+            torch.distributed.all_reduce(moved)
+            tensor.copy_(moved.cpu())
+        else:
+            torch.distributed.all_reduce(tensor)
+    return tensor
+
+
+def _all_reduce_scalar(value: float, op: str) -> float:
+    """`value` reduced over all ranks with op "max" or "min" (`value` itself in a single process)."""
+    t = torch.tensor([value], dtype=torch.float64)
+    if _initialized() and torch.distributed.get_world_size() > 1:
+        if torch.distributed.get_backend() == "nccl":
+            t = t.cuda()
+        reduce_op = torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.MIN
+        torch.distributed.all_reduce(t, op=reduce_op)
+    return float(t.item())
+
+
+# --------------------------------------------------------------------------- training
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around `model` (already on `device`); rank 0's weights are broadcast."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics are otherwise per-rank)."""
+    if _initialized() and torch.distributed.get_world_size() > 1:
+        for buf in model.buffers():
+            torch.distributed.broadcast(buf, src=0)
+
+
+# --------------------------------------------------------------------------- simulation results
+
+
+def _segments(result: SimulationResult) -> list[tuple[str, list[float]]]:
+    """The additive quantities of `result`, named: samples, correct counts per t, ANN correct count,
+    early-exit histogram, synops per step, spikes per step of each layer. All are integer counts
+    (as floats below 2^53), so summing them is exact."""
+    n = result.samples
+    segments: list[tuple[str, list[float]]] = [("samples", [n]), ("correct", [round(a * n) for a in result.accuracy])]
+    if result.ann_accuracy is not None:
+        segments.append(("ann_correct", [round(result.ann_accuracy * n)]))
+    if result.exit_steps_histogram is not None:
+        segments.append(("exit_steps", list(result.exit_steps_histogram)))
+    segments.append(("synops", list(result.synops_per_step)))
+    segments += [(f"layer {la.name} {la.neurons}", list(la.spikes_per_step)) for la in result.layers]
+    return segments
+
+
+def _pack(result: SimulationResult) -> torch.Tensor:
+    return torch.tensor([v for _, values in _segments(result) for v in values], dtype=torch.float64)
+
+
+def _unpack(template: SimulationResult, total: torch.Tensor, seconds: float) -> SimulationResult:
+    """`template` with its additive fields replaced by the summed vector `total` (laid out as _pack)."""
+    values, summed, pos = total.tolist(), {}, 0
+    for name, own in _segments(template):
+        summed[name], pos = values[pos:pos + len(own)], pos + len(own)
+    samples = int(summed["samples"][0])
+    out = replace(template, samples=samples, accuracy=[c / samples for c in summed["correct"]],
+                  synops_per_step=summed["synops"], method=dict(template.method), seconds=seconds,
+                  layers=[LayerActivity(la.name, la.neurons, summed[f"layer {la.name} {la.neurons}"])
+                          for la in template.layers])
+    if "ann_correct" in summed:
+        out.ann_accuracy = summed["ann_correct"][0] / samples
+    if "exit_steps" in summed:
+        hist = [int(h) for h in summed["exit_steps"]]
+        out.exit_steps_histogram = hist
+        out.mean_steps = sum(t * h for t, h in enumerate(hist, start=1)) / samples
+    return out
+
+
+def merge_simulation_results(results: Sequence[SimulationResult]) -> SimulationResult:
+    """Combine results of disjoint shards of one dataset into the result of the whole dataset.
+
+    Correct counts per t (accuracy x samples), ANN correct counts, early-exit histograms, spikes and
+    synops per step and samples are summed (accuracies and mean_steps recomputed from the sums);
+    T, method, exit rule and static/ANN MACs per sample come from the first; seconds is the
+    maximum. Equal, bit for bit, to simulating the whole dataset at once (Direct encoding).
+    """
+    if not results:
+        raise ConfigError("merge_simulation_results needs at least one result")
+    first = results[0]
+    layout = [(name, len(values)) for name, values in _segments(first)]
+    for r in results[1:]:
+        if r.T != first.T or [(name, len(values)) for name, values in _segments(r)] != layout:
+            raise ConfigError("cannot merge simulation results of different runs (T, layers, recording, ANN or "
+                              "early exit differ); simulate every shard with the same model and options")
+    return _unpack(first, torch.stack([_pack(r) for r in results]).sum(0), max(r.seconds for r in results))
+
+
+def reduce_simulation_result(result: SimulationResult) -> SimulationResult:
+    """merge_simulation_results over all ranks (each simulated its own shard); every rank gets the total.
+
+    Returns `result` itself in a single process.
+    """
+    if not _initialized() or torch.distributed.get_world_size() == 1:
+        return result
+    packed = _pack(result)
+    size = float(len(packed))
+    if _all_reduce_scalar(size, "min") != _all_reduce_scalar(size, "max"):
+        raise ConfigError("ranks simulated with different T, layers or ANN options; run every rank with the "
+                          "same arguments")
+    total = all_reduce_sum(packed)
+    return _unpack(result, total, _all_reduce_scalar(result.seconds, "max"))
