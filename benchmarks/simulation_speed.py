@@ -1,0 +1,170 @@
+"""Simulation speed and memory: SNN time against T dense ANN passes, peak memory against T.
+
+For each model (random weights: dense simulation cost does not depend on the weights) and each T:
+ANN images/s, SNN images/s, ratio = SNN time / (T x ANN time), and peak memory of a run at small and
+large T (each in a fresh subprocess, CPU: peak RSS; GPU: torch.cuda.max_memory_allocated).
+
+    python benchmarks/simulation_speed.py                          # CPU, 2 threads, batch 256
+    python benchmarks/simulation_speed.py --device cuda --threads 8
+Writes benchmarks/results/simulation_speed_<device>.json and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import snnconvert as sc  # noqa: E402
+from snnconvert.models import create_model  # noqa: E402
+from snnconvert.simulation.simulate import auto_chunk  # noqa: E402
+
+
+def build(model_name: str, method: str, device: str) -> tuple[torch.nn.Module, sc.SpikingModel]:
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=10).eval()
+    calib = torch.randn(64, 3, 32, 32)
+    overrides = {"calibration_steps": 4} if method == "rmp" else {}
+    snn = sc.convert(model, calib, method, **overrides)
+    return model.to(device), snn.to(device)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_it(fn, device: str, repeats: int) -> float:
+    fn()  # warm-up
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_snn(snn: sc.SpikingModel, x: torch.Tensor, T: int, chunk: int | None) -> None:
+    with torch.no_grad():
+        for _ in snn.run(x, T, chunk_size=chunk):
+            pass
+
+
+def speed(model_name: str, method: str, T: int, batch: int, device: str, repeats: int,
+          channels_last: bool = False) -> dict:
+    model, snn = build(model_name, method, device)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    if channels_last:  # same layout for the ANN and the SNN, so the ratio stays like for like
+        model, snn = model.to(memory_format=torch.channels_last), snn.to(memory_format=torch.channels_last)
+        x = x.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        t_ann = time_it(lambda: model(x), device, max(repeats, 3))
+    chunk = auto_chunk(snn, x, T, 512)
+    t_snn = time_it(lambda: run_snn(snn, x, T, chunk), device, repeats)
+    return {"model": model_name, "method": method, "T": T, "batch": batch, "chunk": chunk,
+            "channels_last": channels_last,
+            "ann_images_per_s": batch / t_ann, "snn_images_per_s": batch / t_snn,
+            "ann_seconds": t_ann, "snn_seconds": t_snn, "ratio_snn_over_T_ann": t_snn / (T * t_ann)}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_memory_child(model_name: str, method: str, T: int, batch: int, device: str) -> None:
+    """Peak resident memory DURING the run (sampled every 2 ms), and before it."""
+    import threading
+
+    model, snn = build(model_name, method, device)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    before = _rss_mb()
+    peak = [before]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            stop.wait(0.002)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    run_snn(snn, x, T, auto_chunk(snn, x, T, 512))
+    stop.set()
+    th.join()
+    peak[0] = max(peak[0], _rss_mb())
+    if device.startswith("cuda"):
+        print(json.dumps({"peak_mb": torch.cuda.max_memory_allocated() / 2**20, "measure": "cuda max allocated"}))
+    else:
+        print(json.dumps({"peak_mb": peak[0], "before_run_mb": before, "measure": "process RSS sampled every 2 ms"}))
+
+
+def peak_memory(model_name: str, method: str, T: int, batch: int, device: str, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", model_name, method, str(T), str(batch), device, str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return {"model": model_name, "method": method, "T": T, "batch": batch, **json.loads(out)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["vgg_small", "resnet20"])
+    p.add_argument("--methods", nargs="+", default=["rmp", "snm"])
+    p.add_argument("--T", nargs="+", type=int, default=[32, 128])
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--memory-T", nargs=2, type=int, default=[32, 1024])
+    p.add_argument("--memory-batch", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--channels-last", action="store_true", help="also time ANN and SNN in channels-last layout")
+    p.add_argument("--out", default=None)
+    p.add_argument("--child", nargs=6, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        m, meth, T, b, dev, th = args.child
+        torch.set_num_threads(int(th))
+        peak_memory_child(m, meth, int(T), int(b), dev)
+        return
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    rows, mem = [], []
+    for m in args.models:
+        for meth in args.methods:
+            for T in args.T:
+                for cl in ([False, True] if args.channels_last else [False]):
+                    r = speed(m, meth, T, args.batch, args.device, args.repeats, cl)
+                    rows.append(r)
+                    print(f"{m:10s} {meth:5s} T={T:4d}{' CL' if cl else '   '} ANN {r['ann_images_per_s']:8.1f} img/s  "
+                          f"SNN {r['snn_images_per_s']:7.2f} img/s  ratio {r['ratio_snn_over_T_ann']:.3f} "
+                          f"(chunk {r['chunk']})", flush=True)
+            lo, hi = (peak_memory(m, meth, T, args.memory_batch, args.device, args.threads) for T in args.memory_T)
+            mem.append({"model": m, "method": meth, "small": lo, "large": hi,
+                        "ratio_large_over_small": hi["peak_mb"] / lo["peak_mb"]})
+            print(f"{m:10s} {meth:5s} peak memory T={args.memory_T[0]}: {lo['peak_mb']:.0f} MB, "
+                  f"T={args.memory_T[1]}: {hi['peak_mb']:.0f} MB (x{mem[-1]['ratio_large_over_small']:.3f})", flush=True)
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "device": args.device, "device_name": device_name,
+           "threads": args.threads, "torch": torch.__version__, "cpu_count": __import__("os").cpu_count(),
+           "speed": rows, "memory": mem, "wall_seconds": time.perf_counter() - start,
+           "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = Path(args.out or ROOT / "benchmarks" / "results" / f"simulation_speed_{args.device.split(':')[0]}.json")
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
