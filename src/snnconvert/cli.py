@@ -44,7 +44,8 @@ def _train(args: argparse.Namespace) -> None:
     job = init_from_env()  # under torchrun: data-parallel over the job's ranks; rank 0 prints and writes
     try:
         out = ensure_writable_dir(args.out)
-        info = dataset_info(args.dataset) if args.dataset != "imagefolder" else dataset_info(args.dataset, args.data_dir)
+        info = (dataset_info(args.dataset) if args.dataset != "imagefolder"
+                else dataset_info(args.dataset, args.data_dir))
         train_set, test_set = _dataset(args, True, augment=args.augment), _dataset(args, False)
         if args.init:
             model, card = load_model(args.init)

@@ -84,11 +84,22 @@ def init_from_env() -> DistInfo:
         torch.cuda.set_device(device)
     if not _initialized():
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
-        kwargs = {}
-        if os.environ.get(TIMEOUT_ENV):
-            kwargs["timeout"] = timedelta(seconds=float(os.environ[TIMEOUT_ENV]))
-        torch.distributed.init_process_group(backend, rank=rank, world_size=world, **kwargs)
+        torch.distributed.init_process_group(backend, rank=rank, world_size=world, **_timeout())
     return DistInfo(rank, world, local_rank, device)
+
+
+def _timeout() -> dict[str, timedelta]:
+    """{"timeout": ...} from SNNCONVERT_DIST_TIMEOUT (seconds), {} (PyTorch's default) when unset."""
+    value = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not value:
+        return {}
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"{TIMEOUT_ENV}={value!r} must be a number of seconds > 0, e.g. 600")
+    return {"timeout": timedelta(seconds=seconds)}
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -138,27 +149,26 @@ def batch_shards(order: Sequence[int], batch_size: int, rank: int, world: int) -
         yield [batch[i] for i in shard_indices(len(batch), rank, world)], len(batch)
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum `tensor` over all ranks in place and return it (unchanged in a single process)."""
+def _all_reduce(tensor: torch.Tensor, op: str) -> torch.Tensor:
+    """Reduce `tensor` in place over all ranks with op "sum", "max" or "min"; unchanged in one process."""
     if _initialized() and torch.distributed.get_world_size() > 1:
+        reduce_op = getattr(torch.distributed.ReduceOp, op.upper())
         if torch.distributed.get_backend() == "nccl" and not tensor.is_cuda:  # NCCL alone cannot reduce CPU tensors
             moved = tensor.cuda()
-            torch.distributed.all_reduce(moved)
+            torch.distributed.all_reduce(moved, op=reduce_op)
             tensor.copy_(moved.cpu())
         else:
-            torch.distributed.all_reduce(tensor)
+            torch.distributed.all_reduce(tensor, op=reduce_op)
     return tensor
 
 
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over all ranks in place and return it (unchanged in a single process)."""
+    return _all_reduce(tensor, "sum")
+
+
 def _all_reduce_scalar(value: float, op: str) -> float:
-    """`value` reduced over all ranks with op "max" or "min" (`value` itself in a single process)."""
-    t = torch.tensor([value], dtype=torch.float64)
-    if _initialized() and torch.distributed.get_world_size() > 1:
-        if torch.distributed.get_backend() == "nccl":
-            t = t.cuda()
-        reduce_op = torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.MIN
-        torch.distributed.all_reduce(t, op=reduce_op)
-    return float(t.item())
+    return float(_all_reduce(torch.tensor([value], dtype=torch.float64), op).item())
 
 
 # --------------------------------------------------------------------------- training

@@ -273,17 +273,17 @@ def _train_one_epoch_ddp(
 ) -> tuple[float, float]:
     """_train_one_epoch for a DDP-wrapped `model`: this rank's share of every global batch.
 
-    Each rank's loss is its summed per-sample loss x world / global batch size, so DDP's mean over
-    ranks is the global batch mean. A rank with no sample in a short last batch steps on a
-    zero-weighted stand-in so all ranks take the same steps. A non-finite loss on any rank ends the
-    epoch with ModelError on every rank (raising on one rank alone would leave the others waiting).
-    Returns the global (mean loss, accuracy).
+    The global batches are consecutive slices of randperm(len(train_set)) drawn from the (seed, epoch)
+    generator (the same on every rank, whatever the progress setting). Each rank's loss is its
+    summed per-sample loss x world / global batch size, so DDP's mean over ranks is the global
+    batch mean. A rank with no sample in a short last batch steps on a zero-weighted stand-in so all
+    ranks take the same steps. A non-finite loss on any rank ends the epoch with ModelError on every
+    rank (raising on one rank alone would leave the others waiting). Returns the global (mean loss,
+    accuracy).
     """
     rank, world = distributed.rank_and_world()
     generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
-    # the order one process uses: a shuffling DataLoader over the indices with the same generator
-    order = torch.cat(list(DataLoader(range(len(train_set)), batch_size=len(train_set),  # type: ignore[arg-type]
-                                      shuffle=True, generator=generator))).tolist()
+    order = torch.randperm(len(train_set), generator=generator).tolist()  # type: ignore[arg-type]
     shards = list(distributed.batch_shards(order, config.batch_size, rank, world))
     loader = DataLoader(train_set, batch_sampler=[own or order[:1] for own, _ in shards])
     model.train()

@@ -100,25 +100,25 @@ def neuron_step_(
     """
     v.add_(z)
     torch.ge(v, threshold, out=ws.pos)
-    out.copy_(ws.pos)
-    out.mul_(threshold)  # theta * s+
-    if reset is Reset.SOFT:
-        v.sub_(out)
-    else:
-        v.masked_fill_(ws.pos, 0.0)
+    out.copy_(ws.pos)  # s+ (0/1)
     if negative is Negative.NONE:
+        out.mul_(threshold)  # theta * s+
+        if reset is Reset.SOFT:
+            v.sub_(out)
+        else:
+            v.masked_fill_(ws.pos, 0.0)
         return
-    assert n is not None
-    neg_level = -threshold if negative is Negative.AT_MINUS_THRESHOLD else -BELOW_ZERO_TOLERANCE * threshold
+    # A neuron that fires a positive spike ends with V >= 0 > th_neg, so the negative test can be
+    # made on V before the reset: s- = [V <= -theta] (SNM) or [V < 0] (signed IF), and n > 0.
+    assert n is not None and reset is Reset.SOFT
     if negative is Negative.AT_MINUS_THRESHOLD:
-        torch.le(v, neg_level, out=ws.neg)
+        torch.le(v, -threshold, out=ws.neg)
     else:
-        torch.lt(v, neg_level, out=ws.neg)
+        torch.lt(v, -BELOW_ZERO_TOLERANCE * threshold, out=ws.neg)
     torch.gt(n, 0, out=ws.tmp)
     ws.neg.logical_and_(ws.tmp)
     ws.amp.copy_(ws.neg)
-    ws.amp.mul_(threshold)  # theta * s-
-    v.add_(ws.amp)
-    out.sub_(ws.amp)
-    n.add_(ws.pos)
-    n.sub_(ws.neg.to(n.dtype))
+    out.sub_(ws.amp)  # s = s+ - s-
+    n.add_(out)
+    out.mul_(threshold)  # theta * s
+    v.sub_(out)  # V - theta s+ + theta s-
