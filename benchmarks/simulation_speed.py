@@ -63,54 +63,48 @@ def run_snn(snn: sc.SpikingModel, x: torch.Tensor, T: int, chunk: int | None) ->
 
 
 def speed(model_name: str, method: str, T: int, batch: int, device: str, repeats: int,
-          channels_last: bool = False) -> dict:
+          channels_last: bool = False, compiled: bool = False) -> dict:
     model, snn = build(model_name, method, device)
+    snn.compile_neurons(compiled)
     x = torch.randn(batch, 3, 32, 32, device=device)
     if channels_last:  # same layout for the ANN and the SNN, so the ratio stays like for like
         model, snn = model.to(memory_format=torch.channels_last), snn.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
     with torch.no_grad():
-        t_ann = time_it(lambda: model(x), device, max(repeats, 3))
+        t_ann = time_it(lambda: model(x), device, max(repeats, 10))  # short: more repeats for a stable median
     chunk = auto_chunk(snn, x, T, 512)
     t_snn = time_it(lambda: run_snn(snn, x, T, chunk), device, repeats)
     return {"model": model_name, "method": method, "T": T, "batch": batch, "chunk": chunk,
-            "channels_last": channels_last,
+            "channels_last": channels_last, "compiled_neurons": compiled,
             "ann_images_per_s": batch / t_ann, "snn_images_per_s": batch / t_snn,
             "ann_seconds": t_ann, "snn_seconds": t_snn, "ratio_snn_over_T_ann": t_snn / (T * t_ann)}
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def _vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_memory_child(model_name: str, method: str, T: int, batch: int, device: str) -> None:
-    """Peak resident memory DURING the run (sampled every 2 ms), and before it."""
-    import threading
-
-    model, snn = build(model_name, method, device)
+    """Peak resident memory of this fresh process (VmHWM: ru_maxrss would include the parent's peak,
+    which Linux carries over exec) after the run, and before it; the conversion before the run uses
+    only 8 calibration images so that the run sets the peak."""
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=10).eval()
+    overrides = {"calibration_steps": 2} if method == "rmp" else {}
+    snn = sc.convert(model, torch.randn(8, 3, 32, 32), method, **overrides).to(device)
     x = torch.randn(batch, 3, 32, 32, device=device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    before = _rss_mb()
-    peak = [before]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], _rss_mb())
-            stop.wait(0.002)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
+    before = _vm_hwm_mb()
     run_snn(snn, x, T, auto_chunk(snn, x, T, 512))
-    stop.set()
-    th.join()
-    peak[0] = max(peak[0], _rss_mb())
     if device.startswith("cuda"):
         print(json.dumps({"peak_mb": torch.cuda.max_memory_allocated() / 2**20, "measure": "cuda max allocated"}))
     else:
-        print(json.dumps({"peak_mb": peak[0], "before_run_mb": before, "measure": "process RSS sampled every 2 ms"}))
+        print(json.dumps({"peak_mb": _vm_hwm_mb(), "peak_before_run_mb": before,
+                          "measure": "process peak RSS (VmHWM)"}))
 
 
 def peak_memory(model_name: str, method: str, T: int, batch: int, device: str, threads: int) -> dict:
@@ -131,6 +125,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--channels-last", action="store_true", help="also time ANN and SNN in channels-last layout")
+    p.add_argument("--compile", action="store_true", help="also time the SNN with torch.compile'd neuron updates")
     p.add_argument("--out", default=None)
     p.add_argument("--child", nargs=6, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -145,10 +140,13 @@ def main() -> None:
     for m in args.models:
         for meth in args.methods:
             for T in args.T:
-                for cl in ([False, True] if args.channels_last else [False]):
-                    r = speed(m, meth, T, args.batch, args.device, args.repeats, cl)
+                variants = [(False, False)] + ([(True, False)] if args.channels_last else []) + \
+                    ([(False, True)] if args.compile else [])
+                for cl, comp in variants:
+                    r = speed(m, meth, T, args.batch, args.device, args.repeats, cl, comp)
                     rows.append(r)
-                    print(f"{m:10s} {meth:5s} T={T:4d}{' CL' if cl else '   '} ANN {r['ann_images_per_s']:8.1f} img/s  "
+                    tag = " CL" if cl else (" C " if comp else "   ")
+                    print(f"{m:10s} {meth:5s} T={T:4d}{tag} ANN {r['ann_images_per_s']:8.1f} img/s  "
                           f"SNN {r['snn_images_per_s']:7.2f} img/s  ratio {r['ratio_snn_over_T_ann']:.3f} "
                           f"(chunk {r['chunk']})", flush=True)
             lo, hi = (peak_memory(m, meth, T, args.memory_batch, args.device, args.threads) for T in args.memory_T)

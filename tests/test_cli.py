@@ -61,3 +61,31 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     png = (out / "accuracy_vs_T.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_train_convert_evaluate_finetune_pipeline(tmp_path, capsys):
+    """The Fast-SNN path through the CLI: float ANN -> 2-bit QANN -> SNN -> evaluate -> fine-tune."""
+    ann, qann, snn, tuned = (str(tmp_path / n) for n in ("ann", "q2", "snn", "tuned"))
+    assert cli.main(["train", "--epochs", "3", "--out", ann, "--quiet"]) == 0
+    assert cli.main(["train", "--init", ann, "--bits", "2", "--epochs", "2", "--out", qann, "--quiet"]) == 0
+    card = json.loads((tmp_path / "q2" / "model.json").read_text())
+    assert card["bits"] == 2 and card["arch"] == "digits_cnn"
+    assert cli.main(["convert", "--model-dir", qann, "--method", "fastsnn", "--out", snn, "--quiet"]) == 0
+    res = tmp_path / "r.json"
+    assert cli.main(["evaluate", "--snn", snn, "--model-dir", qann, "--out", str(res), "--limit", "100",
+                     "--quiet"]) == 0
+    r = json.loads(res.read_text())
+    assert r["T"] == 3 and len(r["accuracy"]) == 3 and r["ann_accuracy"] is not None
+    assert cli.main(["finetune", "--snn", snn, "--model-dir", qann, "--out", tuned, "--limit", "128",
+                     "--quiet"]) == 0
+    assert (tmp_path / "tuned" / "snn.json").is_file()
+    early = tmp_path / "e.json"
+    assert cli.main(["evaluate", "--snn", snn, "--out", str(early), "--limit", "100", "--T", "16",
+                     "--exit-when", "confidence=0.9,patience=2", "--quiet"]) == 0
+    e = json.loads(early.read_text())
+    assert e["exit_rule"]["confidence"] == 0.9 and 1 <= e["mean_steps"] <= 16
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--snn", snn, "--out", str(early), "--exit-when", "speed=3", "--quiet"]) == 1
+    assert "--exit-when takes" in capsys.readouterr().err
+    assert cli.main(["convert", "--model-dir", str(tmp_path / "missing"), "--out", snn]) == 1
+    assert "not a model directory" in capsys.readouterr().err

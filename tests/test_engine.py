@@ -95,3 +95,14 @@ def test_static_first_layer_is_computed_once_per_sample():
     with torch.no_grad():
         list(snn.run(torch.rand(5, 3, 8, 8), 16, encoder=sc.Poisson(seed=1), chunk_size=8))
     assert calls == [40, 40]  # Poisson input changes every step: time folded into the batch
+
+
+@pytest.mark.parametrize("method,overrides", [("rmp", {"calibration_steps": 4}), ("snm", {})])
+def test_compiled_neuron_updates_give_the_same_spikes(method, overrides):
+    torch.manual_seed(0)
+    snn = sc.convert(Vgg().eval(), torch.randn(32, 3, 8, 8), method, **overrides)
+    x = torch.randn(6, 3, 8, 8)
+    with torch.no_grad():
+        eager = torch.cat(list(snn.run(x, 20, chunk_size=7)))
+        fused = torch.cat(list(snn.compile_neurons(True).run(x, 20, chunk_size=7)))
+    assert torch.equal(eager, fused)

@@ -141,7 +141,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         seed = args.seed if job.world_size == 1 else args.seed * job.world_size + job.rank  # a Poisson stream per rank
         encoder = Poisson(seed) if args.encoding == "poisson" else Direct()
         res = simulate(snn, data, args.T, ann=ann, encoder=encoder, batch_size=args.batch_size,
-                       progress=_progress(args) and job.is_main)
+                       progress=_progress(args) and job.is_main, exit_when=_exit_rule(args.exit_when),
+                       compile=args.compile or None)
         res = reduce_simulation_result(res)
         if not job.is_main:
             return
@@ -153,10 +154,36 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"T={T}: accuracy {100 * s['accuracy']:.2f}%, firing rate {s['firing_rate']:.4f} spikes/neuron/step, "
               f"{s['synops_per_sample']:.3g} synops/sample, energy {s['energy_per_sample_uj']:.4g} uJ/sample"
               + (f" (ANN {s['ann_energy_per_sample_uj']:.4g} uJ)" if s["ann_energy_per_sample_uj"] else ""))
+        if res.mean_steps is not None:
+            print(f"early exit {res.exit_rule}: accuracy {100 * res.accuracy[-1]:.2f}%, "
+                  f"mean {res.mean_steps:.2f} of {T} steps")
         write_json_atomic(out, res.to_dict())
         print(f"results written to {out}")
     finally:
         cleanup()
+
+
+def _exit_rule(text: str | None):
+    """'--exit-when default' or 'confidence=0.99,window=4,patience=2,min_steps=1' -> ExitWhenStable."""
+    from .errors import ConfigError
+    from .simulation import ExitWhenStable
+
+    if text is None:
+        return None
+    if text.strip() in ("", "default"):
+        return ExitWhenStable()
+    kw: dict[str, Any] = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in ("confidence", "window", "patience", "min_steps") or not value:
+            raise ConfigError(f"--exit-when takes 'default' or key=value pairs of confidence, window, patience, "
+                              f"min_steps (e.g. confidence=0.99,patience=2), got {part!r}")
+        try:
+            kw[key] = float(value) if key == "confidence" else int(value)
+        except ValueError:
+            raise ConfigError(f"--exit-when: {key} must be a number, got {value!r}") from None
+    return ExitWhenStable(**kw)
 
 
 def _finetune(args: argparse.Namespace) -> None:
@@ -243,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--compile", action="store_true", help="fuse each neuron update with torch.compile "
+                                                         "(seconds to compile, faster long runs)")
+    e.add_argument("--exit-when", default=None, metavar="RULE",
+                   help="per-sample early exit: 'default' (confidence=0.99,window=4,patience=2) or key=value "
+                        "pairs; stops each image once its prediction has settled")
     e.add_argument("--out", default="results.json", help="JSON results file (default results.json)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_evaluate)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .functional import Negative, Reset, StepWorkspace, neuron_step_
+from .functional import Negative, Reset, StepWorkspace, compiled_step, neuron_step_
 
 ThresholdLike = Union[float, torch.Tensor]
 
@@ -43,6 +43,7 @@ class SpikingNeuron(nn.Module):
         self.register_buffer("v", None, persistent=False)
         self.register_buffer("n", None, persistent=False)
         self._ws: StepWorkspace | None = None
+        self.compiled = False  # use the torch.compile'd fused step (see functional.compiled_step)
 
     def reset(self) -> None:
         """Forget the membrane potential and spike memory (start of a new sample)."""
@@ -79,10 +80,18 @@ class SpikingNeuron(nn.Module):
                 f"{type(self).__name__}: state has shape {tuple(self.v.shape)} but the input step has "
                 f"shape {tuple(x.shape[1:])}; call reset() before a new batch"
             )
+        out = torch.empty_like(x)
+        if self.compiled:
+            if self.n is None:
+                self.n = torch.zeros_like(self.v)
+            step = compiled_step(self.reset_mode, self.negative)
+            thr_t = self.threshold.to(x.dtype)
+            for t in range(x.shape[0]):
+                step(self.v, self.n, x[t], out[t], thr_t)
+            return out
         thr: torch.Tensor | float = self.threshold.to(x.dtype)
         if thr.numel() == 1:
             thr = float(thr)  # scalar comparisons are cheaper than 0-dim tensor broadcasts
-        out = torch.empty_like(x)
         if self._ws is None or not self._ws.fits(x[0]):
             self._ws = StepWorkspace(x[0])
         for t in range(x.shape[0]):

@@ -66,6 +66,13 @@ class SpikingModel(nn.Module):
         """Neuron modules by activation node name, in network order."""
         return {n.name: self.program.layers[n.target] for n in self.program.nodes if n.kind == ACTIVATION}
 
+    def compile_neurons(self, enabled: bool = True) -> "SpikingModel":
+        """Run every neuron's update as one torch.compile'd fused loop (seconds of compilation on
+        first use, then several times faster neuron updates; see benchmarks/results)."""
+        for neuron in self.neurons().values():
+            neuron.compiled = enabled
+        return self
+
     def reset(self) -> None:
         """Clear every neuron's (and spiking max pool's) state: the next call starts new samples."""
         for n in self.program.nodes:

@@ -55,7 +55,8 @@ def ann_accuracy(ann: nn.Module, data: Any, batch_size: int) -> float:
 def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Module | None = None,
              encoder: Encoder = Direct(), batch_size: int = 256, chunk_size: int | None = None,
              memory_budget_mb: float = 512, progress: bool | None = None, record: bool = True,
-             seed: int | None = None, exit_when: ExitWhenStable | None = None) -> SimulationResult:
+             seed: int | None = None, exit_when: ExitWhenStable | None = None,
+             compile: bool | None = None) -> SimulationResult:
     """Evaluate `snn` on labelled data in one run of T steps.
 
     Returns accuracy after every t = 1..T (the prediction after t steps is the argmax of the summed
@@ -68,6 +69,8 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     settled and keeps that prediction for the remaining steps; its work is skipped from the next
     chunk on (chunks of at most 2 steps then). The result then also holds the steps each sample
     used (`exit_steps_histogram`, `mean_steps`); accuracy[-1] is the early-exit accuracy.
+    `compile=True` runs the neuron updates as torch.compile'd fused loops (SpikingModel.compile_neurons);
+    None leaves the model's setting as it is.
     """
     if not isinstance(snn, SpikingModel):
         raise ConfigError(f"simulate() needs a SpikingModel from snnconvert.convert(), got {type(snn).__name__}")
@@ -83,6 +86,8 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     first_x = None
     bar = tqdm(desc=f"simulating T={T}", unit="img", disable=not progress)
     snn.eval()
+    if compile is not None:
+        snn.compile_neurons(compile)
     with torch.no_grad():
         for x, y in iter_batches(data, batch_size, "data"):
             if y is None:
