@@ -8,12 +8,6 @@ import torch
 from snnconvert import cli
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 OpenMP threads on 2 shared cores can be 10x slower than 1 for these tiny tensors
-    torch.set_num_threads(1)
-    yield
-
 
 def commands() -> list[str]:
     parser = cli.build_parser()

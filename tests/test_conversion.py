@@ -11,12 +11,6 @@ from snnconvert import UnsupportedOperationError
 from snnconvert.simulation import SpikingMaxPool
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 OpenMP threads on 2 shared cores can be 10x slower than 1 for these tiny tensors
-    torch.set_num_threads(1)
-    yield
-
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()

@@ -28,11 +28,6 @@ multiprocess = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    yield
-
 
 # --------------------------------------------------------------------------- single process
 

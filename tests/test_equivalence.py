@@ -9,12 +9,6 @@ import snnconvert
 T = 1024
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 OpenMP threads on 2 shared cores can be 10x slower than 1 for these tiny tensors
-    torch.set_num_threads(1)
-    yield
-
 
 def randomize_bn(model: nn.Module) -> nn.Module:
     for m in model.modules():

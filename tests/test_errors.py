@@ -15,12 +15,6 @@ from snnconvert import CalibrationError, ConfigError, ModelError
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 OpenMP threads on 2 shared cores can be 10x slower than 1 for these tiny tensors
-    torch.set_num_threads(1)
-    yield
-
 
 class Net(nn.Module):
     def __init__(self):

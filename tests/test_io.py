@@ -14,12 +14,6 @@ from snnconvert import CheckpointError
 from snnconvert.simulation import SpikingMaxPool
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 OpenMP threads on 2 shared cores can be 10x slower than 1 for these tiny tensors
-    torch.set_num_threads(1)
-    yield
-
 
 class Net(nn.Module):
     """Conv + folded BN, a BN that stays (after an add), max pool, cat, upsample, view(size), linear."""

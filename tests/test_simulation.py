@@ -11,12 +11,6 @@ from snnconvert import Direct, Poisson, SimulationResult
 from snnconvert.simulation.record import fanout_map
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 OpenMP threads on 2 shared cores can be 10x slower than 1 for these tiny tensors
-    torch.set_num_threads(1)
-    yield
-
 
 def small_cnn() -> nn.Module:
     torch.manual_seed(0)

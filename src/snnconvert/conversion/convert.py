@@ -37,12 +37,12 @@ def convert(model: nn.Module, calibration_data: Any = None, method: str | Method
     if needs_data and calibration_data is None:
         raise CalibrationError(f"method {m.name!r} with rule '{m.rule.describe()}' needs calibration_data "
                                "(a tensor of inputs, a Dataset or a DataLoader)")
-    if needs_data:  # fail early, with a clear message, on data that does not fit the model
+    default_T = _quantized_steps(program) if isinstance(m.rule, LearnedClip) else None
+    if isinstance(m.rule, LayerInputMax):
+        # calibrate() checks the data against the model itself; the spiking pass below does not
         x0, _ = next(iter_batches(calibration_data, batch_size, "calibration data"))
         with torch.no_grad():
             run_checked(program, x0)
-    default_T = _quantized_steps(program) if isinstance(m.rule, LearnedClip) else None
-    if isinstance(m.rule, LayerInputMax):
         placeholder = Calibration({n.name: torch.tensor(1.0) for n in program.activation_nodes()},
                                   m.rule.describe(), m.granularity.value, m.scale, 0)
         snn = _build(program, placeholder, m, default_T)

@@ -85,10 +85,6 @@ class Program(nn.Module):
     def input_name(self) -> str:
         return next(n.name for n in self.nodes if n.kind == INPUT)
 
-    @property
-    def output_ref(self) -> str:
-        return self.nodes[-1].args[0].name
-
     def activation_nodes(self) -> list[Node]:
         return [n for n in self.nodes if n.kind == ACTIVATION]
 
@@ -97,9 +93,6 @@ class Program(nn.Module):
             if n.name == name:
                 return n
         raise KeyError(name)
-
-    def consumers(self, name: str) -> list[Node]:
-        return [n for n in self.nodes if name in n.refs()]
 
     def call(self, node: Node, args: tuple, kwargs: dict) -> Any:
         """Run one non-input node on concrete values."""

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..conversion.graph import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Program, map_refs
+from ..conversion.graph import ACTIVATION, INPUT, LAYER, MAXPOOL, OUTPUT, Program, map_refs
 from ..conversion.ops import SYNAPTIC_TYPES
 from ..errors import ConfigError
 from .encoding import Direct, Encoder
@@ -168,21 +168,16 @@ class SpikingModel(nn.Module):
                     kwargs = map_refs(node.kwargs, lambda r: env[r.name])
                     static_cache[node.name] = self.program.call(node, args, kwargs)
                     if recorder is not None:
-                        self._record_static(node, args, recorder)
+                        self._record_synapses(node, args[0], K, True, recorder)
                 env[node.name] = static_cache[node.name]
                 is_static.add(node.name)
             else:
                 args = map_refs(node.args, lambda r: folded(r.name))
                 kwargs = map_refs(node.kwargs, lambda r: folded(r.name))
-                if recorder is not None and node.kind == LAYER:
-                    layer = self.program.layers[node.target]
-                    if isinstance(layer, SYNAPTIC_TYPES):
-                        src = node.args[0].name
-                        analog = src in is_static or (encoder.static and node.name in self._static_region)
-                        if analog:
-                            recorder.count_static(node.name, layer, args[0])
-                        else:
-                            recorder.count_synops(node.name, layer, args[0], K)
+                if recorder is not None:
+                    analog = node.kind == LAYER and (
+                        node.args[0].name in is_static or (encoder.static and node.name in self._static_region))
+                    self._record_synapses(node, args[0] if args else None, K, analog, recorder)
                 env[node.name] = self.program.call(node, args, kwargs)
             if taps is not None and node.name in taps:
                 v = env[node.name]
@@ -214,12 +209,16 @@ class SpikingModel(nn.Module):
         self.reset()
         return sum(sizes)
 
-    def _record_static(self, node, args, recorder: Recorder) -> None:
-        if node.kind in (FUNCTION, METHOD):
+    def _record_synapses(self, node, x: Any, K: int, analog: bool, recorder: Recorder) -> None:
+        """Count a conv/linear layer's work: MACs per image if its input is the constant analog
+        signal, else the synaptic operations its nonzero (spike) inputs trigger at each step."""
+        if node.kind != LAYER or not isinstance(self.program.layers[node.target], SYNAPTIC_TYPES):
             return
         layer = self.program.layers[node.target]
-        if isinstance(layer, SYNAPTIC_TYPES):
-            recorder.count_static(node.name, layer, args[0])
+        if analog:
+            recorder.count_static(node.name, layer, x)
+        else:
+            recorder.count_synops(node.name, layer, x, K)
 
     def forward(self, x: torch.Tensor, T: int | None = None, encoder: Encoder = Direct(),
                 chunk_size: int | None = None) -> torch.Tensor:

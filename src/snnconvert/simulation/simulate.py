@@ -84,6 +84,7 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     recorder = Recorder() if record else None
     generator = None  # made on the first batch's device (a CPU generator cannot drive CUDA sampling)
     first_x = None
+    k_auto: int | None = None
     bar = tqdm(desc=f"simulating T={T}", unit="img", disable=not progress)
     snn.eval()
     if compile is not None:
@@ -96,7 +97,9 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
             if generator is None:
                 generator = torch.Generator(device=x.device).manual_seed(
                     int(getattr(encoder, "seed", 0) if seed is None else seed))
-            k = chunk_size or auto_chunk(snn, x, T, memory_budget_mb, encoder)
+            if chunk_size is None and k_auto is None:  # one measuring step, on the first batch only
+                k_auto = auto_chunk(snn, x, T, memory_budget_mb, encoder)
+            k = chunk_size or k_auto
             tracker = None
             if exit_when is not None:
                 k = min(k, 2)
