@@ -30,7 +30,8 @@ from snnconvert.training import TrainConfig, train  # noqa: E402
 
 RULES = [sc.ExitWhenStable(), sc.ExitWhenStable(confidence=0.9), sc.ExitWhenStable(confidence=0.999, patience=3),
          sc.ExitWhenStable(confidence=0.99, window=8, patience=4)]
-METHODS = {"RMP, alpha=1": ("rmp", {}), "RMP, alpha=0.5": ("rmp", {"scale": 0.5}), "SNM, neuron-wise": ("snm", {})}
+METHODS = {"rmp": ("RMP, alpha=1", "rmp", {}), "rmp-0.5": ("RMP, alpha=0.5", "rmp", {"scale": 0.5}),
+           "snm": ("SNM, neuron-wise", "snm", {})}
 
 
 def percentile_steps(hist: list[int], q: float) -> int:
@@ -49,6 +50,10 @@ def main() -> None:
     p.add_argument("--model-dir", default=None)
     p.add_argument("--max-T", type=int, default=128)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
+                   help="any of " + ", ".join(f"{k} ({v[0]})" for k, v in METHODS.items()))
+    p.add_argument("--only-T-star", action="store_true",
+                   help="cap early-exit runs at T* only (default: also at --max-T)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -66,7 +71,8 @@ def main() -> None:
         ann = train(create_model("digits_cnn"), train_set, cfg).model.eval()
     calib = calibration_subset(train_set, min(512, len(train_set)), seed=0)
     results = {}
-    for label, (method, kw) in METHODS.items():
+    for key in args.methods:
+        label, method, kw = METHODS[key]
         snn = sc.convert(ann, calib, method, **kw)
         fixed = sc.simulate(snn, (x, y), args.max_T, ann=ann)
         t_star = fixed.steps_to_reach(fixed.ann_accuracy - 0.005)
@@ -75,7 +81,7 @@ def main() -> None:
         print(f"{label}: ANN {100 * fixed.ann_accuracy:.2f}%, T* = {t_star}"
               + (f" ({100 * fixed.accuracy_at(t_star):.2f}%)" if t_star else " (not within 0.5%)"), flush=True)
         for rule in RULES:
-            for cap in sorted({t_star or args.max_T, args.max_T}):
+            for cap in sorted({t_star or args.max_T} | (set() if args.only_T_star else {args.max_T})):
                 ee = sc.simulate(snn, (x, y), cap, exit_when=rule)
                 ref_synops = fixed.synops_per_sample(t_star or args.max_T)
                 row = {"rule": vars(rule), "T_max": cap, "accuracy": ee.accuracy[-1], "mean_steps": ee.mean_steps,

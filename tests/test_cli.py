@@ -83,3 +83,24 @@ def test_train_convert_evaluate_finetune_pipeline(tmp_path, capsys):
     assert "--exit-when takes" in capsys.readouterr().err
     assert cli.main(["convert", "--model-dir", str(tmp_path / "missing"), "--out", snn]) == 1
     assert "not a model directory" in capsys.readouterr().err
+
+
+def test_train_takes_model_options_and_records_them(tmp_path, capsys):
+    out = tmp_path / "vgg"
+    assert cli.main(["train", "--model", "vgg_small", "--model-kwargs", '{"width": 4, "in_channels": 1}',
+                     "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    card = json.loads((out / "model.json").read_text())
+    assert card["arch"] == "vgg_small" and card["model_kwargs"] == {"width": 4, "in_channels": 1}
+    from snnconvert.modelfile import load_model
+
+    model, _ = load_model(out)
+    assert model.features[0].out_channels == 4  # rebuilt with the recorded options
+
+
+@pytest.mark.parametrize("text, words", [("{width: 4}", "JSON object"), ("[4]", "JSON object"),
+                                         ('{"depth": 3}', "unknown option")])
+def test_train_rejects_bad_model_options(tmp_path, capsys, text, words):
+    assert cli.main(["train", "--model", "vgg_small", "--model-kwargs", text, "--epochs", "1",
+                     "--out", str(tmp_path / "m"), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert words in err and not (tmp_path / "m" / "model.json").exists()

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import SnnConvertError
+from .errors import ConfigError, SnnConvertError
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -51,8 +52,8 @@ def _train(args: argparse.Namespace) -> None:
             model, card = load_model(args.init)
             arch, kwargs = card["arch"], card.get("model_kwargs", {})
         else:
-            arch, kwargs = args.model, {}
-            model = create_model(arch, num_classes=info.num_classes)
+            arch, kwargs = args.model, _json_object(args.model_kwargs, "--model-kwargs")
+            model = create_model(arch, num_classes=info.num_classes, **kwargs)
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
                           weight_decay=args.weight_decay, seed=args.seed, progress=_progress(args) and job.is_main)
         log = lambda rec: print(  # noqa: E731
@@ -80,6 +81,19 @@ def _train(args: argparse.Namespace) -> None:
         print(f"test accuracy {100 * acc:.2f}%; model written to {out}")
     finally:
         cleanup()
+
+
+def _json_object(text: str | None, flag: str) -> dict[str, Any]:
+    """Parse a JSON object given on the command line; {} when absent."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{flag} must be a JSON object such as '{{\"width\": 32}}', got {text!r} ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag} must be a JSON object such as '{{\"width\": 32}}', got {text!r}")
+    return value
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -227,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a float or quantized (Fast-SNN) ANN; writes model.json + model.safetensors")
     _add_data_args(t)
     t.add_argument("--model", default="digits_cnn", help="architecture name (see snnconvert.models.list_models())")
+    t.add_argument("--model-kwargs", default=None, metavar="JSON",
+                   help='the architecture\'s options as a JSON object, e.g. \'{"width": 32}\' for vgg_small')
     t.add_argument("--init", default=None, help="start from this model directory (float or higher-bit)")
     t.add_argument("--bits", type=int, default=None, help="quantize activations to this many bits (Fast-SNN)")
     t.add_argument("--progressive", action="store_true", help="train 4 -> 3 -> 2 bits down to --bits, "
