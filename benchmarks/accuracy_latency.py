@@ -79,7 +79,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-T", type=int, default=1024)
-    p.add_argument("--fast-T", type=int, default=64, help="largest T simulated for Fast-SNN")
+    p.add_argument("--baseline-T", type=int, default=None, help="largest T of the baseline runs (default --max-T)")
+    p.add_argument("--fast-T", type=int, default=None,
+                   help="largest T simulated for Fast-SNN (default 2^(b+1): 16 for 3 bits, 8 for 2 bits)")
     p.add_argument("--snm-T", type=int, default=256, help="largest T simulated for SNM")
     p.add_argument("--limit", type=int, default=None, help="only the first N test images (default: all)")
     p.add_argument("--long-T", type=int, default=None,
@@ -143,8 +145,9 @@ def main() -> None:
               f"within 1% at {w1}, within 0.1% at {w01} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     float_methods = {
-        "baseline IF, max": (lambda: sc.convert(ann, calib, "baseline"), args.max_T),
-        "baseline IF, p99.9": (lambda: sc.convert(ann, calib, "baseline", percentile=99.9), args.max_T),
+        "baseline IF, max": (lambda: sc.convert(ann, calib, "baseline"), args.baseline_T or args.max_T),
+        "baseline IF, p99.9": (lambda: sc.convert(ann, calib, "baseline", percentile=99.9),
+                               args.baseline_T or args.max_T),
         "RMP, alpha=1": (lambda: sc.convert(ann, calib[:256], "rmp"), args.max_T),
         "RMP, alpha=0.5": (lambda: sc.convert(ann, calib[:256], "rmp", scale=0.5), args.max_T),
         "SNM, neuron-wise": (lambda: sc.convert(ann, calib, "snm"), args.snm_T),
@@ -156,10 +159,11 @@ def main() -> None:
         qann = qanns[bits].model.eval()
         q_acc = evaluate_accuracy(qann, TensorDataset(x_test, y_test))
         snn = sc.convert(qann, method="fastsnn")
-        run(f"Fast-SNN {bits}-bit, unsigned IF", sc.convert(qann, method="fastsnn", neuron="if"), args.fast_T, q_acc, qann)
-        run(f"Fast-SNN {bits}-bit", snn, args.fast_T, q_acc, qann)
+        fast_T = args.fast_T or 2 ** (bits + 1)
+        run(f"Fast-SNN {bits}-bit, unsigned IF", sc.convert(qann, method="fastsnn", neuron="if"), fast_T, q_acc, qann)
+        run(f"Fast-SNN {bits}-bit", snn, fast_T, q_acc, qann)
         tuned, report = finetune_layerwise(snn, qann, ft_data, epochs=1, progress=True)
-        run(f"Fast-SNN {bits}-bit + fine-tuning", tuned, args.fast_T, q_acc, qann)
+        run(f"Fast-SNN {bits}-bit + fine-tuning", tuned, fast_T, q_acc, qann)
         runs[f"Fast-SNN {bits}-bit + fine-tuning"]["finetune"] = [vars(la) for la in report.layers]
     if args.long_T:
         n_long = min(args.long_limit, len(y_test))

@@ -121,6 +121,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--memory-T", nargs=2, type=int, default=[32, 1024])
     p.add_argument("--memory-batch", type=int, default=32)
+    p.add_argument("--skip-memory", action="store_true", help="time only; no peak-memory subprocesses")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=1)
@@ -149,6 +150,8 @@ def main() -> None:
                     print(f"{m:10s} {meth:5s} T={T:4d}{tag} ANN {r['ann_images_per_s']:8.1f} img/s  "
                           f"SNN {r['snn_images_per_s']:7.2f} img/s  ratio {r['ratio_snn_over_T_ann']:.3f} "
                           f"(chunk {r['chunk']})", flush=True)
+            if args.skip_memory:
+                continue
             lo, hi = (peak_memory(m, meth, T, args.memory_batch, args.device, args.threads) for T in args.memory_T)
             mem.append({"model": m, "method": meth, "small": lo, "large": hi,
                         "ratio_large_over_small": hi["peak_mb"] / lo["peak_mb"]})
