@@ -11,7 +11,6 @@ the fixed run at T*. Target: the T* accuracy with at least 2x fewer mean steps.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -26,6 +25,7 @@ import snnconvert as sc  # noqa: E402
 from snnconvert.data import calibration_subset, dataset_as_tensors, get_dataset  # noqa: E402
 from snnconvert.modelfile import load_model  # noqa: E402
 from snnconvert.models import create_model  # noqa: E402
+from snnconvert.outdir import write_json_atomic  # noqa: E402
 from snnconvert.training import TrainConfig, train  # noqa: E402
 
 RULES = [sc.ExitWhenStable(), sc.ExitWhenStable(confidence=0.9), sc.ExitWhenStable(confidence=0.999, patience=3),
@@ -71,6 +71,15 @@ def main() -> None:
         ann = train(create_model("digits_cnn"), train_set, cfg).model.eval()
     calib = calibration_subset(train_set, min(512, len(train_set)), seed=0)
     results = {}
+    path = Path(args.out or ROOT / "benchmarks" / "results" / f"early_exit_{args.dataset}.json")
+
+    def save(complete: bool) -> None:  # after every method, so an interrupted run keeps what it measured
+        write_json_atomic(path, {
+            "command": " ".join(["python"] + sys.argv), "machine": f"{platform.machine()} {platform.processor()}",
+            "threads": args.threads, "torch": torch.__version__, "dataset": args.dataset, "test_images": len(y),
+            "complete": complete, "results": results, "wall_seconds": time.perf_counter() - start,
+            "date": time.strftime("%Y-%m-%d %H:%M")})
+
     for key in args.methods:
         label, method, kw = METHODS[key]
         snn = sc.convert(ann, calib, method, **kw)
@@ -95,11 +104,8 @@ def main() -> None:
                       f"steps (median {row['median_steps']}, p90 {row['p90_steps']}), synops saved "
                       f"{100 * (row['synops_saved_vs_fixed_T_star'] or 0):.1f}%", flush=True)
         results[label] = entry
-    out = {"command": " ".join(["python"] + sys.argv), "machine": f"{platform.machine()} {platform.processor()}",
-           "threads": args.threads, "torch": torch.__version__, "dataset": args.dataset, "test_images": len(y),
-           "results": results, "wall_seconds": time.perf_counter() - start, "date": time.strftime("%Y-%m-%d %H:%M")}
-    path = Path(args.out or ROOT / "benchmarks" / "results" / f"early_exit_{args.dataset}.json")
-    path.write_text(json.dumps(out, indent=1))
+        save(complete=False)
+    save(complete=True)
     print(f"wrote {path}")
 
 
