@@ -22,7 +22,6 @@ import json
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,17 +34,10 @@ import snnconvert as sc  # noqa: E402
 from snnconvert.data import calibration_subset, dataset_as_tensors, dataset_info, get_dataset  # noqa: E402
 from snnconvert.modelfile import load_model, save_model  # noqa: E402
 from snnconvert.models import create_model  # noqa: E402
+from snnconvert.outdir import write_json_atomic  # noqa: E402
 from snnconvert.quantization import finetune_layerwise, train_progressive  # noqa: E402
 from snnconvert.report import accuracy_table, plot_accuracy_vs_T, powers_of_two  # noqa: E402
 from snnconvert.training import TrainConfig, evaluate_accuracy, train  # noqa: E402
-
-
-def steps_within(acc: list[float], ref: float, tol: float) -> int | None:
-    """First t from which the accuracy stays >= ref - tol until the end of the run."""
-    t_ok = None
-    for t, a in enumerate(acc, start=1):
-        t_ok = (t_ok or t) if a >= ref - tol else None
-    return t_ok
 
 
 def first_reaching(acc: list[float], level: float) -> int | None:
@@ -58,6 +50,8 @@ def hard_vs_soft(hard: list[float], soft: list[float], levels: int = 8) -> list[
     `levels` evenly spaced accuracies above the step-1 accuracy, up to the best accuracy both reach."""
     top = min(max(hard), max(soft))
     low = min(hard[0], soft[0])
+    if top <= low:  # neither rises above its first step: no level to compare at
+        return []
     rows = []
     for i in range(1, levels + 1):
         level = low + (top - low) * i / levels
@@ -129,18 +123,28 @@ def main() -> None:
 
     runs: dict[str, dict] = {}
     long_runs: dict[str, dict] = {}
+    path = Path(args.out or ROOT / "benchmarks" / "results" / f"accuracy_latency_{args.dataset}.json")
+
+    def save(complete: bool, **extra) -> None:  # after every run, so an interrupted run keeps what it measured
+        write_json_atomic(path, {
+            "command": " ".join(["python"] + sys.argv), "machine": f"{platform.machine()} {platform.processor()}",
+            "threads": args.threads, "torch": torch.__version__, "dataset": args.dataset, "model": args.model,
+            "model_kwargs": kwargs, "test_images": len(y_test), "ann_accuracy": ann_acc, "complete": complete,
+            "compiled_neurons": args.compile, "runs": runs, "long_runs": long_runs, **extra,
+            "wall_seconds": time.perf_counter() - start, "date": time.strftime("%Y-%m-%d %H:%M:%S")})
 
     def run(label: str, snn: sc.SpikingModel, T: int, ref: float, model: torch.nn.Module,
             into: dict[str, dict] | None = None, limit: int | None = None) -> None:
         t0 = time.perf_counter()
         data = (x_test[:limit], y_test[:limit]) if limit else (x_test, y_test)
         res = sc.simulate(snn, data, T, ann=model, progress=True, compile=args.compile)
-        w1, w01 = steps_within(res.accuracy, ref, 0.01), steps_within(res.accuracy, ref, 0.001)
+        w1, w01 = res.steps_to_reach(ref - 0.01), res.steps_to_reach(ref - 0.001)
         (runs if into is None else into)[label] = {
             "method": res.method, "test_images": res.samples, "reference_accuracy": ref, "accuracy": res.accuracy,
             "steps_within_1pct": w1, "steps_within_0.1pct": w01,
             "at_within_1pct": res.summary(w1) if w1 else None, "at_T": res.summary(),
             "seconds": time.perf_counter() - t0}
+        save(complete=False)
         print(f"{label} [{res.samples} images]: acc@T={T} {100 * res.accuracy[-1]:.2f}% (ref {100 * ref:.2f}%), "
               f"within 1% at {w1}, within 0.1% at {w01} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
@@ -185,14 +189,7 @@ def main() -> None:
     # accuracy level both reach, on the longest runs there are.
     curves = long_runs or runs
     reset_ratio = hard_vs_soft(curves["baseline IF, max"]["accuracy"], curves["RMP, alpha=1"]["accuracy"])
-    out = {"command": " ".join(["python"] + sys.argv), "machine": f"{platform.machine()} {platform.processor()}",
-           "threads": args.threads, "torch": torch.__version__, "dataset": args.dataset, "model": args.model,
-           "model_kwargs": kwargs, "test_images": len(y_test), "ann_accuracy": ann_acc, "runs": runs, "table": table,
-           "long_runs": long_runs, "long_table": long_table, "hard_vs_rmp_steps": reset_ratio,
-           "compiled_neurons": args.compile,
-           "wall_seconds": time.perf_counter() - start, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    path = Path(args.out or ROOT / "benchmarks" / "results" / f"accuracy_latency_{args.dataset}.json")
-    path.write_text(json.dumps(out, indent=1))
+    save(complete=True, table=table, long_table=long_table, hard_vs_rmp_steps=reset_ratio)
     plot_accuracy_vs_T(rows, path.with_suffix(".png"), {"ANN": ann_acc},
                        f"{args.model} on {args.dataset} ({len(y_test)} test images)")
     if long_runs:

@@ -10,7 +10,6 @@ from snnconvert import Granularity, LayerInputMax, Max, Percentile
 from snnconvert.calibration.observers import HistogramObserver, MaxObserver, default_bins
 
 
-
 class Net(nn.Module):
     def __init__(self):
         super().__init__()

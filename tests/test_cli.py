@@ -3,10 +3,8 @@ import argparse
 import json
 
 import pytest
-import torch
 
 from snnconvert import cli
-
 
 
 def commands() -> list[str]:

@@ -11,7 +11,6 @@ from snnconvert import UnsupportedOperationError
 from snnconvert.simulation import SpikingMaxPool
 
 
-
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 

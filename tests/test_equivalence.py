@@ -9,7 +9,6 @@ import snnconvert
 T = 1024
 
 
-
 def randomize_bn(model: nn.Module) -> nn.Module:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -15,7 +15,6 @@ from snnconvert import CalibrationError, ConfigError, ModelError
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-
 class Net(nn.Module):
     def __init__(self):
         super().__init__()

@@ -14,7 +14,6 @@ from snnconvert import CheckpointError
 from snnconvert.simulation import SpikingMaxPool
 
 
-
 class Net(nn.Module):
     """Conv + folded BN, a BN that stays (after an add), max pool, cat, upsample, view(size), linear."""
 

@@ -11,7 +11,6 @@ from snnconvert import Direct, Poisson, SimulationResult
 from snnconvert.simulation.record import fanout_map
 
 
-
 def small_cnn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
