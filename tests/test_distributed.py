@@ -8,6 +8,8 @@ import runpy
 import socket
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -159,8 +161,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+ABORT = "terminate called without an active exception"
+
+
 def torchrun(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """`torchrun --nproc_per_node 2 ARGS` on loopback (rendezvous and gloo traffic on 127.0.0.1)."""
+    """`torchrun --nproc_per_node 2 ARGS` on loopback (rendezvous and gloo traffic on 127.0.0.1).
+
+    A worker that aborts inside libtorch/gloo with ABORT (seen once in CI, in ~100 local runs never;
+    cause not found) gets the run repeated once, with a warning that shows the aborted run's output,
+    so the assertions still judge a complete run.
+    """
+    proc = _torchrun_once(*args, timeout=timeout)
+    if proc.returncode != 0 and ABORT in proc.stderr:
+        workers = proc.stderr.split("Traceback (most recent call last)")[0]  # before torchrun's own report
+        warnings.warn(f"torchrun worker aborted in C++ ({ABORT}); repeating the run once. "
+                      f"The workers' stderr ended: {workers[-1500:]}", RuntimeWarning)
+        proc = _torchrun_once(*args, timeout=timeout)
+    return proc
+
+
+def _torchrun_once(*args: str, timeout: float) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
     for name in distributed.ENV_VARS:
@@ -202,8 +222,12 @@ def net(bn, seed):
     return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3))
 
 
-def main(out):
-    job = distributed.init_from_env()
+def phase(job, text):
+    # on stderr, so that a crash in CI shows how far each rank got
+    print(f"rank {job.rank}: {text}", file=sys.stderr, flush=True)
+
+
+def main(out, job):
     saves, logs = [], []
     real_save = training._atomic_save
     training._atomic_save = lambda tensors, path, meta: (saves.append(path.name), real_save(tensors, path, meta))
@@ -211,9 +235,11 @@ def main(out):
     # BatchNorm + dropout, sharded validation, checkpoints, and an interrupted + resumed run
     cfg = TrainConfig(epochs=4, lr=0.05, batch_size=32, schedule="constant", progress=False)
     data, val = blobs(240, 0), blobs(90, 1)
+    phase(job, "joined")
     full = train(net(True, job.rank), data, cfg, val_set=val, checkpoint_dir=out / "full", log=logs.append)
     train(net(True, job.rank), data, replace(cfg, epochs=2), val_set=val, checkpoint_dir=out / "resumed")
     resumed = train(net(True, job.rank), data, cfg, val_set=val, checkpoint_dir=out / "resumed", resume=True)
+    phase(job, "trained with BatchNorm")
     # no BatchNorm: plain global-batch SGD; 225 = 7 x 32 + 1 leaves rank 1 nothing in the last batch
     plain = train(net(False, job.rank), blobs(225, 2), TrainConfig(epochs=3, lr=0.1, batch_size=32, progress=False))
     tensors = {f"{name}.{k}": v for name, res in (("full", full), ("resumed", resumed), ("plain", plain))
@@ -222,11 +248,13 @@ def main(out):
     (out / f"rank{job.rank}.json").write_text(json.dumps({
         "world": job.world_size, "saves": saves, "logs": len(logs), "training": [full.model.training],
         "history": {"full": full.history, "resumed": resumed.history, "plain": plain.history}}))
-    distributed.cleanup()
+    phase(job, "wrote results")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    with distributed.process_group() as job:
+        main(Path(sys.argv[1]), job)
+    phase(job, "left the process group")
 '''
 
 
@@ -242,6 +270,8 @@ def test_two_process_training_matches_across_ranks_and_resumes_exactly(tmp_path)
     ddp.mkdir()
     proc = torchrun(str(script), str(ddp))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    for r in (0, 1):
+        assert f"rank {r}: left the process group" in proc.stderr
     ranks = [load_file(ddp / f"rank{r}.safetensors") for r in (0, 1)]
     info = [json.loads((ddp / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [i["world"] for i in info] == [2, 2]
@@ -333,3 +363,39 @@ def test_evaluate_through_torchrun_equals_one_process(tmp_path):
     assert proc.returncode != 0
     assert "cannot be shared by 2 processes" in proc.stderr + proc.stdout
     assert not (tmp_path / "three.json").exists()
+
+
+def test_process_group_without_torchrun_is_a_no_op_and_lets_errors_through(monkeypatch):
+    for name in distributed.ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with distributed.process_group() as job:
+        assert job == DistInfo() and not torch.distributed.is_initialized()
+    with pytest.raises(ValueError, match="boom"), distributed.process_group():
+        raise ValueError("boom")
+
+
+ONE_RANK_FAILS = '''
+import sys, time
+import torch
+from snnconvert import distributed
+
+with distributed.process_group() as job:
+    if job.rank == 1:
+        raise ValueError("rank 1 failed alone")
+    time.sleep(1)
+    torch.distributed.all_reduce(torch.ones(1))  # never answered: rank 1 is gone
+    print("rank 0 finished", file=sys.stderr)
+'''
+
+
+@multiprocess
+def test_a_rank_that_fails_alone_ends_the_job_at_once(tmp_path):
+    # process_group() must not wait at a barrier for the others when its body raised: the failing rank
+    # exits, and torchrun ends the rank blocked in its collective
+    script = tmp_path / "fails.py"
+    script.write_text(ONE_RANK_FAILS)
+    start = time.perf_counter()
+    proc = torchrun(str(script), timeout=120)
+    assert proc.returncode != 0
+    assert "rank 1 failed alone" in proc.stderr and "rank 0 finished" not in proc.stderr
+    assert time.perf_counter() - start < 60

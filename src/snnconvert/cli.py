@@ -35,15 +35,15 @@ def _demo(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from .data import dataset_info
-    from .distributed import cleanup, init_from_env
+    from .distributed import process_group
     from .modelfile import load_model, save_model
     from .models import create_model
     from .outdir import ensure_writable_dir
     from .quantization import quantize, train_progressive
     from .training import TrainConfig, evaluate_accuracy, train
 
-    job = init_from_env()  # under torchrun: data-parallel over the job's ranks; rank 0 prints and writes
-    try:
+    # under torchrun: data-parallel over the job's ranks; rank 0 prints and writes
+    with process_group() as job:
         out = ensure_writable_dir(args.out)
         info = (dataset_info(args.dataset) if args.dataset != "imagefolder"
                 else dataset_info(args.dataset, args.data_dir))
@@ -79,8 +79,6 @@ def _train(args: argparse.Namespace) -> None:
         save_model(model, out, arch, info.num_classes, kwargs, dataset=args.dataset, test_accuracy=acc,
                    history=history)
         print(f"test accuracy {100 * acc:.2f}%; model written to {out}")
-    finally:
-        cleanup()
 
 
 def _json_object(text: str | None, flag: str) -> dict[str, Any]:
@@ -128,7 +126,7 @@ def _convert(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from .data import dataset_as_tensors
-    from .distributed import cleanup, init_from_env, reduce_simulation_result, shard_indices
+    from .distributed import process_group, reduce_simulation_result, shard_indices
     from .errors import ConfigError
     from .io import load
     from .modelfile import load_model
@@ -136,8 +134,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .report import accuracy_table, powers_of_two
     from .simulation import Direct, Poisson, simulate
 
-    job = init_from_env()  # under torchrun: each rank simulates its shard; rank 0 prints and writes the total
-    try:
+    # under torchrun: each rank simulates its shard; rank 0 prints and writes the total
+    with process_group() as job:
         snn = load(args.snn)
         ann = load_model(args.model_dir)[0] if args.model_dir else None
         data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
@@ -173,8 +171,6 @@ def _evaluate(args: argparse.Namespace) -> None:
                   f"mean {res.mean_steps:.2f} of {T} steps")
         write_json_atomic(out, res.to_dict())
         print(f"results written to {out}")
-    finally:
-        cleanup()
 
 
 def _exit_rule(text: str | None):

@@ -11,8 +11,10 @@ process-group timeout (SNNCONVERT_DIST_TIMEOUT seconds, default PyTorch's).
 """
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -119,10 +121,34 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
-def cleanup() -> None:
-    """Leave the process group (no-op without one)."""
+def cleanup(wait: bool = False) -> None:
+    """Leave the process group (no-op without one).
+
+    wait=True first waits at a barrier for every rank, so no rank closes its connections while a peer
+    is still working or exchanging with it; use it only on the success path (a rank that failed alone
+    must exit at once so that torchrun ends the others). Objects still holding the group (a DDP
+    wrapper in a reference cycle, pending work) are collected while it is alive.
+    """
     if _initialized():
-        torch.distributed.destroy_process_group()
+        gc.collect()
+        try:
+            if wait:
+                torch.distributed.barrier()
+        finally:
+            torch.distributed.destroy_process_group()
+
+
+@contextmanager
+def process_group() -> Iterator[DistInfo]:
+    """init_from_env() for the body of a `with`; on leaving it, cleanup(wait=True) when the body
+    finished (return included) and cleanup(wait=False) when it raised."""
+    info = init_from_env()
+    try:
+        yield info
+    except BaseException:
+        cleanup(wait=False)
+        raise
+    cleanup(wait=True)
 
 
 def shard_indices(n: int, rank: int, world: int) -> list[int]:
