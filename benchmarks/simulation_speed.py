@@ -3,6 +3,8 @@
 For each model (random weights: dense simulation cost does not depend on the weights) and each T:
 ANN images/s, SNN images/s, ratio = SNN time / (T x ANN time), and peak memory of a run at small and
 large T (each in a fresh subprocess, CPU: peak RSS; GPU: torch.cuda.max_memory_allocated).
+ANN and SNN are timed in alternation (--repeats times) and the ratio uses the fastest of each, so a
+burst of load from elsewhere on a shared machine cannot land on one side only.
 
     python benchmarks/simulation_speed.py                          # CPU, 2 threads, batch 256
     python benchmarks/simulation_speed.py --device cuda --threads 8
@@ -44,16 +46,12 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_it(fn, device: str, repeats: int) -> float:
-    fn()  # warm-up
+def timed(fn, device: str) -> float:
     sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
 
 
 def run_snn(snn: sc.SpikingModel, x: torch.Tensor, T: int, chunk: int | None) -> None:
@@ -62,22 +60,41 @@ def run_snn(snn: sc.SpikingModel, x: torch.Tensor, T: int, chunk: int | None) ->
             pass
 
 
+def run_ann(model: torch.nn.Module, x: torch.Tensor, passes: int) -> None:
+    with torch.no_grad():
+        for _ in range(passes):
+            model(x)
+
+
 def speed(model_name: str, method: str, T: int, batch: int, device: str, repeats: int,
-          channels_last: bool = False, compiled: bool = False) -> dict:
+          channels_last: bool = False, compiled: bool = False, ann_passes: int = 32) -> dict:
+    """ANN and SNN timed in alternation, `repeats` times each, after a warm-up of both.
+
+    Each repeat times `ann_passes` ANN forward passes, then one SNN run of T steps. The ratio uses
+    the fastest repeat of each (on a shared machine other load only ever adds time, so the minimum is
+    the least disturbed estimate); the median of the per-repeat ratios is recorded beside it.
+    """
     model, snn = build(model_name, method, device)
     snn.compile_neurons(compiled)
     x = torch.randn(batch, 3, 32, 32, device=device)
     if channels_last:  # same layout for the ANN and the SNN, so the ratio stays like for like
         model, snn = model.to(memory_format=torch.channels_last), snn.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
-    with torch.no_grad():
-        t_ann = time_it(lambda: model(x), device, max(repeats, 10))  # short: more repeats for a stable median
     chunk = auto_chunk(snn, x, T, 512)
-    t_snn = time_it(lambda: run_snn(snn, x, T, chunk), device, repeats)
+    run_ann(model, x, 2)
+    run_snn(snn, x, min(T, 8), chunk)  # warm-up (and compilation)
+    ann, snn_t = [], []
+    for _ in range(repeats):
+        ann.append(timed(lambda: run_ann(model, x, ann_passes), device) / ann_passes)
+        snn_t.append(timed(lambda: run_snn(snn, x, T, chunk), device))
+    t_ann, t_snn = min(ann), min(snn_t)
     return {"model": model_name, "method": method, "T": T, "batch": batch, "chunk": chunk,
-            "channels_last": channels_last, "compiled_neurons": compiled,
+            "channels_last": channels_last, "compiled_neurons": compiled, "repeats": repeats,
+            "ann_passes_per_repeat": ann_passes,
             "ann_images_per_s": batch / t_ann, "snn_images_per_s": batch / t_snn,
-            "ann_seconds": t_ann, "snn_seconds": t_snn, "ratio_snn_over_T_ann": t_snn / (T * t_ann)}
+            "ann_seconds": t_ann, "snn_seconds": t_snn, "ratio_snn_over_T_ann": t_snn / (T * t_ann),
+            "ratio_median_of_repeats": statistics.median(s / (T * a) for s, a in zip(snn_t, ann)),
+            "ann_seconds_per_repeat": ann, "snn_seconds_per_repeat": snn_t}
 
 
 def _vm_hwm_mb() -> float:
@@ -124,7 +141,8 @@ def main() -> None:
     p.add_argument("--skip-memory", action="store_true", help="time only; no peak-memory subprocesses")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="alternating ANN / SNN timings per configuration")
+    p.add_argument("--ann-passes", type=int, default=32, help="ANN forward passes per ANN timing")
     p.add_argument("--channels-last", action="store_true", help="also time ANN and SNN in channels-last layout")
     p.add_argument("--compile", action="store_true", help="also time the SNN with torch.compile'd neuron updates")
     p.add_argument("--out", default=None)
@@ -144,11 +162,12 @@ def main() -> None:
                 variants = [(False, False)] + ([(True, False)] if args.channels_last else []) + \
                     ([(False, True)] if args.compile else [])
                 for cl, comp in variants:
-                    r = speed(m, meth, T, args.batch, args.device, args.repeats, cl, comp)
+                    r = speed(m, meth, T, args.batch, args.device, args.repeats, cl, comp, args.ann_passes)
                     rows.append(r)
                     tag = " CL" if cl else (" C " if comp else "   ")
                     print(f"{m:10s} {meth:5s} T={T:4d}{tag} ANN {r['ann_images_per_s']:8.1f} img/s  "
                           f"SNN {r['snn_images_per_s']:7.2f} img/s  ratio {r['ratio_snn_over_T_ann']:.3f} "
+                          f"(median of repeats {r['ratio_median_of_repeats']:.3f}) "
                           f"(chunk {r['chunk']})", flush=True)
             if args.skip_memory:
                 continue
