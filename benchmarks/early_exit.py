@@ -4,7 +4,8 @@
     python benchmarks/early_exit.py --model-dir DIR --dataset cifar10 --data-dir ../shared/data/cifar10
 
 For each method: the fixed-T run to --max-T gives T*, the first T whose accuracy comes (and stays)
-within 0.5% of the ANN; early-exit runs (ExitWhenStable, several settings) capped at T* and at
+within 0.5% of the ANN; an oracle gives the bound (the mean step after which each image's running
+prediction never changes again up to T*); early-exit runs (ExitWhenStable, several settings) capped at T* and at
 --max-T report accuracy, mean and percentiles of the steps used, and synaptic operations against
 the fixed run at T*. Target: the T* accuracy with at least 2x fewer mean steps.
 """
@@ -26,6 +27,7 @@ from snnconvert.data import calibration_subset, dataset_as_tensors, get_dataset 
 from snnconvert.modelfile import load_model  # noqa: E402
 from snnconvert.models import create_model  # noqa: E402
 from snnconvert.outdir import write_json_atomic  # noqa: E402
+from snnconvert.simulation.simulate import auto_chunk  # noqa: E402
 from snnconvert.training import TrainConfig, train  # noqa: E402
 
 RULES = [sc.ExitWhenStable(), sc.ExitWhenStable(confidence=0.9), sc.ExitWhenStable(confidence=0.999, patience=3),
@@ -41,6 +43,27 @@ def percentile_steps(hist: list[int], q: float) -> int:
         if acc >= q * total:
             return t
     return len(hist)
+
+
+def oracle_settle_steps(snn: sc.SpikingModel, x: torch.Tensor, T: int, batch_size: int = 256) -> torch.Tensor:
+    """For each image, the step after which its running prediction (argmax of the summed output)
+    never changes again up to T: what an exit rule that could see the future would use. [N] long."""
+    settled = []
+    with torch.no_grad():
+        for xb in x.split(batch_size):
+            total, prev = None, None
+            settle = torch.ones(len(xb), dtype=torch.long)
+            t = 0
+            for chunk in snn.run(xb, T, chunk_size=auto_chunk(snn, xb, T, 512)):
+                for out in chunk:
+                    t += 1
+                    total = out.clone() if total is None else total + out
+                    pred = total.argmax(1)
+                    if prev is not None:
+                        settle[pred != prev] = t
+                    prev = pred
+            settled.append(settle)
+    return torch.cat(settled)
 
 
 def main() -> None:
@@ -89,6 +112,12 @@ def main() -> None:
                  fixed.accuracy_at(t_star) if t_star else None, "fixed_accuracy": fixed.accuracy, "early_exit": []}
         print(f"{label}: ANN {100 * fixed.ann_accuracy:.2f}%, T* = {t_star}"
               + (f" ({100 * fixed.accuracy_at(t_star):.2f}%)" if t_star else " (not within 0.5%)"), flush=True)
+        if t_star:  # the upper bound for any exit rule at T*'s accuracy
+            oracle = oracle_settle_steps(snn, x, t_star).double()
+            entry["oracle_mean_steps"] = oracle.mean().item()
+            entry["oracle_steps_ratio_T_star_over_mean"] = t_star / oracle.mean().item()
+            print(f"   oracle (exits at the step after which the prediction never changes up to T*): mean "
+                  f"{oracle.mean().item():.2f} steps ({t_star / oracle.mean().item():.2f}x fewer than T*)", flush=True)
         for rule in RULES:
             for cap in sorted({t_star or args.max_T} | (set() if args.only_T_star else {args.max_T})):
                 ee = sc.simulate(snn, (x, y), cap, exit_when=rule)
