@@ -4,7 +4,10 @@ For each model (random weights: dense simulation cost does not depend on the wei
 ANN images/s, SNN images/s, ratio = SNN time / (T x ANN time), and peak memory of a run at small and
 large T (each in a fresh subprocess, CPU: peak RSS; GPU: torch.cuda.max_memory_allocated).
 ANN and SNN are timed in alternation (--repeats times) and the ratio uses the fastest of each, so a
-burst of load from elsewhere on a shared machine cannot land on one side only.
+burst of load from elsewhere on a shared machine cannot land on one side only. glibc's allocator
+settings change CPU timings by up to 30% (large tensors from fresh mmap'd pages or from the heap);
+MALLOC_* environment variables are recorded with the results, e.g.
+    MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000 python benchmarks/simulation_speed.py
 
     python benchmarks/simulation_speed.py                          # CPU, 2 threads, batch 256
     python benchmarks/simulation_speed.py --device cuda --threads 8
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -178,7 +182,8 @@ def main() -> None:
                   f"T={args.memory_T[1]}: {hi['peak_mb']:.0f} MB (x{mem[-1]['ratio_large_over_small']:.3f})", flush=True)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
     out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "device": args.device, "device_name": device_name,
-           "threads": args.threads, "torch": torch.__version__, "cpu_count": __import__("os").cpu_count(),
+           "threads": args.threads, "torch": torch.__version__, "cpu_count": os.cpu_count(),
+           "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
            "speed": rows, "memory": mem, "wall_seconds": time.perf_counter() - start,
            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = Path(args.out or ROOT / "benchmarks" / "results" / f"simulation_speed_{args.device.split(':')[0]}.json")
