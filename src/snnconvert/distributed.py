@@ -11,7 +11,6 @@ process-group timeout (SNNCONVERT_DIST_TIMEOUT seconds, default PyTorch's).
 """
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -126,11 +125,9 @@ def cleanup(wait: bool = False) -> None:
 
     wait=True first waits at a barrier for every rank, so no rank closes its connections while a peer
     is still working or exchanging with it; use it only on the success path (a rank that failed alone
-    must exit at once so that torchrun ends the others). Objects still holding the group (a DDP
-    wrapper in a reference cycle, pending work) are collected while it is alive.
+    must exit at once so that torchrun ends the others).
     """
     if _initialized():
-        gc.collect()
         try:
             if wait:
                 torch.distributed.barrier()
