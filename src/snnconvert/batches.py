@@ -6,7 +6,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import CalibrationError
+from .errors import CalibrationError, EmptyDataError
 
 Batch = tuple[torch.Tensor, "torch.Tensor | None"]
 
@@ -15,7 +15,7 @@ def iter_batches(data: Any, batch_size: int = 256, what: str = "data") -> Iterat
     """Yield (x, y) batches; y is None when the data has no labels.
 
     Accepts: a tensor [N, ...]; a tuple (inputs [N, ...], labels [N]); a torch Dataset of (x, y) or x;
-    any iterable of batches (a DataLoader) of (x, y) or x. Raises CalibrationError when empty.
+    any iterable of batches (a DataLoader) of (x, y) or x. Raises EmptyDataError when empty.
     """
     if isinstance(data, torch.Tensor):
         tensor = data
@@ -41,7 +41,7 @@ def iter_batches(data: Any, batch_size: int = 256, what: str = "data") -> Iterat
         empty = False
         yield xb, yb
     if empty:
-        raise CalibrationError(f"{what} is empty: at least one input sample is needed")
+        raise EmptyDataError(f"{what} is empty: at least one input sample is needed")
 
 
 def _split(batch: Any) -> Batch:

@@ -28,3 +28,7 @@ class CheckpointError(SnnConvertError, ValueError):
 
 class ModelError(SnnConvertError, ValueError):
     """A model whose weights are NaN/inf or whose structure cannot be handled."""
+
+
+class EmptyDataError(CalibrationError, DataError):
+    """Data (for calibration, simulation, training or evaluation) that holds no sample at all."""
