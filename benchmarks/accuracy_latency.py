@@ -34,8 +34,9 @@ import snnconvert as sc  # noqa: E402
 from snnconvert.data import calibration_subset, dataset_as_tensors, dataset_info, get_dataset  # noqa: E402
 from snnconvert.modelfile import load_model, save_model  # noqa: E402
 from snnconvert.models import create_model  # noqa: E402
-from snnconvert.outdir import write_json_atomic  # noqa: E402
-from snnconvert.quantization import finetune_layerwise, train_progressive  # noqa: E402
+from snnconvert.files import write_json_atomic  # noqa: E402
+from snnconvert.finetune import finetune_layerwise  # noqa: E402
+from snnconvert.quantization import train_progressive  # noqa: E402
 from snnconvert.report import accuracy_table, plot_accuracy_vs_T, powers_of_two  # noqa: E402
 from snnconvert.training import TrainConfig, evaluate_accuracy, train  # noqa: E402
 

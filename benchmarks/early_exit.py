@@ -26,7 +26,7 @@ import snnconvert as sc  # noqa: E402
 from snnconvert.data import calibration_subset, dataset_as_tensors, get_dataset  # noqa: E402
 from snnconvert.modelfile import load_model  # noqa: E402
 from snnconvert.models import create_model  # noqa: E402
-from snnconvert.outdir import write_json_atomic  # noqa: E402
+from snnconvert.files import write_json_atomic  # noqa: E402
 from snnconvert.simulation.simulate import auto_chunk  # noqa: E402
 from snnconvert.training import TrainConfig, train  # noqa: E402
 

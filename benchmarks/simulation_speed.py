@@ -79,7 +79,12 @@ def speed(model_name: str, method: str, T: int, batch: int, device: str, repeats
     the least disturbed estimate); the median of the per-repeat ratios is recorded beside it.
     """
     model, snn = build(model_name, method, device)
-    snn.compile_neurons(compiled)
+    with snn.compiled_neurons(compiled):
+        return _speed(model, snn, model_name, method, T, batch, device, repeats, channels_last, compiled, ann_passes)
+
+
+def _speed(model, snn, model_name: str, method: str, T: int, batch: int, device: str, repeats: int,
+           channels_last: bool, compiled: bool, ann_passes: int) -> dict:
     x = torch.randn(batch, 3, 32, 32, device=device)
     if channels_last:  # same layout for the ANN and the SNN, so the ratio stays like for like
         model, snn = model.to(memory_format=torch.channels_last), snn.to(memory_format=torch.channels_last)

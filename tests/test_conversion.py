@@ -8,7 +8,7 @@ from torch import nn
 
 import snnconvert
 from snnconvert import UnsupportedOperationError
-from snnconvert.simulation import SpikingMaxPool
+from snnconvert.neurons import SpikingMaxPool
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -19,7 +19,7 @@ from torch import nn
 
 import snnconvert
 from snnconvert import cli, distributed
-from snnconvert.distributed import DistInfo, batch_shards, merge_simulation_results, shard_indices
+from snnconvert.distributed import DistInfo, batch_shards, shard_indices
 from snnconvert.errors import ConfigError
 from snnconvert.simulation import LayerActivity, SimulationResult
 
@@ -77,12 +77,12 @@ def test_merge_simulation_results_is_exact():
     parts = [result(3, [1, 2, 3], [4.0, 6.0, 2.0], [100.0, 7.0, 9.0], ann_correct=2, hist=[0, 1, 2], seconds=2.0),
              result(7, [0, 5, 6], [1.0, 0.0, 8.0], [3.0, 0.0, 1.0], ann_correct=7, hist=[4, 0, 3], seconds=5.0)]
     whole = result(10, [1, 7, 9], [5.0, 6.0, 10.0], [103.0, 7.0, 10.0], ann_correct=9, hist=[4, 1, 5], seconds=5.0)
-    merged = merge_simulation_results(parts)
+    merged = SimulationResult.merge(parts)
     assert merged == whole  # every field, bit for bit: accuracies 1/10, 7/10, 9/10 computed from counts
     assert merged.accuracy == [0.1, 0.7, 0.9] and merged.ann_accuracy == 0.9
     assert merged.mean_steps == (1 * 4 + 2 * 1 + 3 * 5) / 10
     assert merged.summary() == whole.summary()
-    assert merge_simulation_results(parts[:1]) == parts[0]
+    assert SimulationResult.merge(parts[:1]) == parts[0]
     assert parts[0].samples == 3  # inputs untouched
 
 
@@ -90,9 +90,9 @@ def test_merge_rejects_results_of_different_runs():
     a = result(3, [1, 2, 3], [4.0, 6.0, 2.0], [1.0, 1.0, 1.0])
     for b in (result(3, [1, 2], [4.0, 6.0], [1.0, 1.0]), result(3, [1, 2, 3], [4.0, 6.0, 2.0], [1.0, 1.0, 1.0], 2)):
         with pytest.raises(ConfigError, match="same model and options"):
-            merge_simulation_results([a, b])
+            SimulationResult.merge([a, b])
     with pytest.raises(ConfigError):
-        merge_simulation_results([])
+        SimulationResult.merge([])
 
 
 def tiny_snn():
@@ -113,7 +113,7 @@ def test_merged_shards_equal_one_simulation_of_everything():
         whole = snnconvert.simulate(snn, (x, y), 12, ann=model, batch_size=5, exit_when=exit_when)
         parts = [snnconvert.simulate(snn, (x[i[0]:i[-1] + 1], y[i[0]:i[-1] + 1]), 12, ann=model, batch_size=5,
                                      exit_when=exit_when) for i in (shard_indices(23, r, 3) for r in range(3))]
-        merged = merge_simulation_results(parts)
+        merged = SimulationResult.merge(parts)
         merged.seconds = whole.seconds
         assert merged == whole
 
@@ -126,7 +126,7 @@ def test_without_torchrun_everything_is_a_single_process_no_op(monkeypatch):
     t = torch.tensor([1.0, 2.0])
     assert distributed.all_reduce_sum(t) is t and t.tolist() == [1.0, 2.0]
     r = result(3, [1, 2, 3], [4.0, 6.0, 2.0], [1.0, 1.0, 1.0])
-    assert distributed.reduce_simulation_result(r) is r
+    assert r.reduce_across_ranks() is r
     distributed.barrier()
     distributed.cleanup()
 
@@ -203,7 +203,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import TensorDataset
 
-import snnconvert.training as training
+import snnconvert.training.checkpoint as checkpoint
 from snnconvert import distributed
 from snnconvert.training import TrainConfig, train
 
@@ -229,8 +229,8 @@ def phase(job, text):
 
 def main(out, job):
     saves, logs = [], []
-    real_save = training._atomic_save
-    training._atomic_save = lambda tensors, path, meta: (saves.append(path.name), real_save(tensors, path, meta))
+    real_save = checkpoint.write_file  # every file train() writes goes through it
+    checkpoint.write_file = lambda tensors, path, meta: (saves.append(path.name), real_save(tensors, path, meta))
     # each rank starts from a different init (seed = rank): DDP must start every rank from rank 0's
     # BatchNorm + dropout, sharded validation, checkpoints, and an interrupted + resumed run
     cfg = TrainConfig(epochs=4, lr=0.05, batch_size=32, schedule="constant", progress=False)
@@ -304,7 +304,8 @@ def test_two_process_training_matches_across_ranks_and_resumes_exactly(tmp_path)
 def plain_sgd(model, data, epochs, lr, batch_size):
     """What train() promises under DDP, in one process: SGD (momentum 0.9, weight decay 5e-4, cosine lr)
     on the mean loss of each global batch of randperm(n) from the (seed 0, epoch) generator."""
-    from snnconvert.training import TrainConfig, _epoch_seed
+    from snnconvert.training import TrainConfig
+    from snnconvert.training.loop import _epoch_seed
 
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, progress=False)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)

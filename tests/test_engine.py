@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import snnconvert as sc
-from snnconvert.conversion.graph import INPUT, OUTPUT, map_refs
+from snnconvert.graph import INPUT, OUTPUT, map_refs
 
 
 def step_by_step(snn: sc.SpikingModel, x: torch.Tensor, T: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -104,5 +104,8 @@ def test_compiled_neuron_updates_give_the_same_spikes(method, overrides):
     x = torch.randn(6, 3, 8, 8)
     with torch.no_grad():
         eager = torch.cat(list(snn.run(x, 20, chunk_size=7)))
-        fused = torch.cat(list(snn.compile_neurons(True).run(x, 20, chunk_size=7)))
+        with snn.compiled_neurons():
+            fused = torch.cat(list(snn.run(x, 20, chunk_size=7)))
     assert torch.equal(eager, fused)
+    # compiling is scoped to the block: afterwards the caller's model runs eagerly again
+    assert all(n.fused_step is None for n in snn.neurons().values())

@@ -6,8 +6,8 @@ from torch import nn
 import snnconvert as sc
 from snnconvert.data import dataset_as_tensors, get_dataset
 from snnconvert.models import create_model
-from snnconvert.quantization import (QuantReLU, finetune_layerwise, quantize, quantized_bits, set_bits,
-                                     train_progressive)
+from snnconvert.finetune import finetune_layerwise
+from snnconvert.quantization import QuantReLU, quantize, quantized_bits, set_bits, train_progressive
 from snnconvert.training import TrainConfig, train
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 import snnconvert
 from snnconvert import CheckpointError
-from snnconvert.simulation import SpikingMaxPool
+from snnconvert.neurons import SpikingMaxPool
 
 
 class Net(nn.Module):
@@ -223,3 +223,40 @@ def test_save_refuses_what_is_not_a_spiking_model(tmp_path):
     model, x = model_and_data()
     with pytest.raises(CheckpointError, match="cannot write"):
         snnconvert.save(snnconvert.convert(model, x, "snm"), blocker / "sub")
+
+
+V1_NEURON_TYPES = {"if_hard": ("IFNeuron", "hard"), "if_soft": ("IFNeuron", "soft"), "snm": ("SNMNeuron", None),
+                   "signed_if": ("SignedIFNeuron", None)}
+
+
+@pytest.mark.parametrize("kind", list(CONVERSIONS))
+def test_version_1_files_still_load(kind, tmp_path):
+    """Version 1 named neurons by class (and IF's reset); version 2 by registry kind."""
+    model, x = model_and_data()
+    method, overrides = CONVERSIONS[kind]
+    snn = snnconvert.convert(model, x, method, **overrides)
+    snnconvert.save(snn, tmp_path / "m")
+
+    def to_v1(desc):
+        desc["version"] = 1
+        desc.pop("method_config")
+        for layer in desc["layers"].values():
+            if layer["type"] == "neuron":
+                cls, reset = V1_NEURON_TYPES[layer.pop("kind")]
+                layer["type"] = cls
+                if reset:
+                    layer["reset"] = reset
+
+    edit_json(tmp_path / "m", to_v1)
+    loaded = snnconvert.load(tmp_path / "m")
+    assert [n.kind for n in loaded.neurons().values()] == [n.kind for n in snn.neurons().values()]
+    assert loaded.method_config is None
+    with torch.no_grad():
+        assert torch.equal(loaded(x[:4], 16), snn(x[:4], 16))
+
+
+def test_saved_method_config_is_checked_on_load(saved):
+    assert snnconvert.load(saved).method_config == snnconvert.resolve_method("snm").config()
+    edit_json(saved, lambda d: d["method_config"]["rule"].update(rule="os.system"))
+    with pytest.raises(CheckpointError, match="bad threshold rule description"):
+        snnconvert.load(saved)

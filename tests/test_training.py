@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import snnconvert.training as training
+import snnconvert.io.weights as weights_io
 from snnconvert.errors import CheckpointError, ConfigError, DataError, ModelError
 from snnconvert.quantization import QuantReLU
 from snnconvert.training import (
@@ -127,7 +127,7 @@ def test_resume_with_different_config_is_refused(tmp_path: Path) -> None:
 
 
 def test_failed_save_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path: Path, monkeypatch) -> None:
-    real_save = training.save_file
+    real_save = weights_io.save_file
     calls = {"n": 0}
 
     def flaky_save(tensors, filename, metadata=None):
@@ -137,12 +137,12 @@ def test_failed_save_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path: Path
         Path(filename).write_bytes(b"\x10\x00half a header")  # crash mid-way through writing
         raise OSError("disk full")
 
-    monkeypatch.setattr(training, "save_file", flaky_save)
+    monkeypatch.setattr(weights_io, "save_file", flaky_save)
     config = cfg(epochs=2)
     with pytest.raises(OSError, match="disk full"):
         train(mlp(), blobs(), config, checkpoint_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors"]
-    monkeypatch.setattr(training, "save_file", real_save)
+    monkeypatch.setattr(weights_io, "save_file", real_save)
 
     resumed = train(mlp(), blobs(), config, checkpoint_dir=tmp_path, resume=True)  # epoch 1 was kept
     assert [h["epoch"] for h in resumed.history] == [1, 2]

@@ -1,21 +1,27 @@
 """snnconvert: convert trained ReLU networks into spiking neural networks.
 
 Pipeline: ANN -> (quantize, train) -> calibrate -> convert -> simulate -> report.
+Layers, bottom up (ARCHITECTURE.md): graph (the IR) -> neurons -> simulation -> calibration ->
+methods -> conversion -> finetune; beside them io, data, models, training, quantization, report;
+cli and demo on top.
 """
 from .calibration import Calibration, Fixed, Granularity, LayerInputMax, LearnedClip, Max, Percentile, calibrate
-from .conversion import convert, trace
-from .errors import (CalibrationError, CheckpointError, ConfigError, DataError, ModelError, SnnConvertError,
-                     UnsupportedOperationError)
+from .conversion import convert
+from .errors import (CalibrationError, CheckpointError, ConfigError, DataError, EmptyDataError, ModelError,
+                     SnnConvertError, UnsupportedOperationError)
+from .finetune import finetune_layerwise
+from .graph import Program, trace
 from .io import load, save
-from .methods import PRESETS, Method, resolve_method
-from .neurons import IFNeuron, SignedIFNeuron, SNMNeuron
+from .methods import METHODS, PRESETS, Method, resolve_method
+from .neurons import NEURONS, IFNeuron, SignedIFNeuron, SNMNeuron
 from .simulation import Direct, ExitWhenStable, Poisson, SimulationResult, SpikingModel, simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Calibration", "CalibrationError", "CheckpointError", "ConfigError", "DataError", "Direct", "ExitWhenStable", "Fixed",
-    "Granularity", "IFNeuron", "LayerInputMax", "LearnedClip", "Max", "Method", "ModelError", "PRESETS",
-    "Percentile", "Poisson", "SNMNeuron", "SignedIFNeuron", "SimulationResult", "SnnConvertError",
-    "SpikingModel", "UnsupportedOperationError", "calibrate", "convert", "load", "resolve_method", "save", "simulate", "trace",
+    "Calibration", "CalibrationError", "CheckpointError", "ConfigError", "DataError", "Direct", "EmptyDataError",
+    "ExitWhenStable", "Fixed", "Granularity", "IFNeuron", "LayerInputMax", "LearnedClip", "METHODS", "Max", "Method",
+    "ModelError", "NEURONS", "PRESETS", "Percentile", "Poisson", "Program", "SNMNeuron", "SignedIFNeuron",
+    "SimulationResult", "SnnConvertError", "SpikingModel", "UnsupportedOperationError", "calibrate", "convert",
+    "finetune_layerwise", "load", "resolve_method", "save", "simulate", "trace",
 ]

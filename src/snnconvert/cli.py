@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .calibration import RULES, Granularity
 from .errors import ConfigError, SnnConvertError
+from .methods import METHODS, OVERRIDES
+from .neurons import NEURONS
+from .simulation import ExitWhenStable
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -36,10 +41,10 @@ def _demo(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .data import dataset_info
     from .distributed import process_group
+    from .files import ensure_writable_dir
     from .modelfile import load_model, save_model
     from .models import create_model
-    from .outdir import ensure_writable_dir
-    from .quantization import quantize, train_progressive
+    from .quantization import progressive_schedule, quantize, train_progressive
     from .training import TrainConfig, evaluate_accuracy, train
 
     # under torchrun: data-parallel over the job's ranks; rank 0 prints and writes
@@ -59,8 +64,7 @@ def _train(args: argparse.Namespace) -> None:
         log = lambda rec: print(  # noqa: E731
             " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
         if args.bits and args.progressive:
-            stages = [b for b in (8, 4, 3, 2) if b <= 4 and b >= args.bits] if args.bits <= 4 else [args.bits]
-            results = train_progressive(model, train_set, cfg, stages, calibration_data=_calibration(args),
+            results = train_progressive(model, train_set, cfg, progressive_schedule(args.bits), calibration_data=_calibration(args),
                                         val_set=test_set, checkpoint_dir=out / "checkpoints", resume=args.resume,
                                         log=log)
             model, history = results[args.bits].model, [h for r in results.values() for h in r.history]
@@ -95,9 +99,8 @@ def _json_object(text: str | None, flag: str) -> dict[str, Any]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps")
     out: dict[str, Any] = {}
-    for k in keys:
+    for k in OVERRIDES:
         v = getattr(args, k, None)
         if v is not None:
             out[k] = float(v) if k == "threshold" and _is_number(v) else v
@@ -126,11 +129,10 @@ def _convert(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from .data import dataset_as_tensors
-    from .distributed import process_group, reduce_simulation_result, shard_indices
-    from .errors import ConfigError
+    from .distributed import process_group, shard_indices
+    from .files import ensure_writable_dir, write_json_atomic
     from .io import load
     from .modelfile import load_model
-    from .outdir import ensure_writable_dir, write_json_atomic
     from .report import accuracy_table, powers_of_two
     from .simulation import Direct, Poisson, simulate
 
@@ -155,7 +157,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         res = simulate(snn, data, args.T, ann=ann, encoder=encoder, batch_size=args.batch_size,
                        progress=_progress(args) and job.is_main, exit_when=_exit_rule(args.exit_when),
                        compile=args.compile or None)
-        res = reduce_simulation_result(res)
+        res = res.reduce_across_ranks()
         if not job.is_main:
             return
         T = res.T
@@ -173,24 +175,22 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"results written to {out}")
 
 
-def _exit_rule(text: str | None):
+def _exit_rule(text: str | None) -> ExitWhenStable | None:
     """'--exit-when default' or 'confidence=0.99,window=4,patience=2,min_steps=1' -> ExitWhenStable."""
-    from .errors import ConfigError
-    from .simulation import ExitWhenStable
-
     if text is None:
         return None
     if text.strip() in ("", "default"):
         return ExitWhenStable()
+    types = {f.name: type(f.default) for f in dataclasses.fields(ExitWhenStable)}
     kw: dict[str, Any] = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
         key = key.strip()
-        if key not in ("confidence", "window", "patience", "min_steps") or not value:
-            raise ConfigError(f"--exit-when takes 'default' or key=value pairs of confidence, window, patience, "
-                              f"min_steps (e.g. confidence=0.99,patience=2), got {part!r}")
+        if key not in types or not value:
+            raise ConfigError(f"--exit-when takes 'default' or key=value pairs of {', '.join(types)} "
+                              f"(e.g. confidence=0.99,patience=2), got {part!r}")
         try:
-            kw[key] = float(value) if key == "confidence" else int(value)
+            kw[key] = types[key](value)
         except ValueError:
             raise ConfigError(f"--exit-when: {key} must be a number, got {value!r}") from None
     return ExitWhenStable(**kw)
@@ -198,9 +198,9 @@ def _exit_rule(text: str | None):
 
 def _finetune(args: argparse.Namespace) -> None:
     from .data import dataset_as_tensors
+    from .finetune import finetune_layerwise
     from .io import load, save
     from .modelfile import load_model
-    from .quantization import finetune_layerwise
 
     snn = load(args.snn)
     qann, _ = load_model(args.model_dir)
@@ -214,9 +214,20 @@ def _finetune(args: argparse.Namespace) -> None:
           f"written to {args.out}")
 
 
+def _command(sub: Any, name: str, func: Any, data: bool = True, **kw: Any) -> argparse.ArgumentParser:
+    """A subcommand running `func(args)`, with --quiet and (when `data`) --dataset / --data-dir."""
+    p = sub.add_parser(name, **kw)
+    if data:
+        _add_data_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=func)
+    return p
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | "
-                                                        "imagefolder (default digits)")
+    from .data import list_datasets
+
+    p.add_argument("--dataset", default="digits", help=f"{' | '.join(list_datasets())} (default digits)")
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
 
 
@@ -225,17 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 "neural networks (baseline IF, RMP-SNN, SNM, Fast-SNN) and evaluate them.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="train a small CNN on scikit-learn digits, convert it with every method, "
-                                    "print accuracy vs T, write results.json and a plot")
+    d = _command(sub, "demo", _demo, False, help="train a small CNN on scikit-learn digits, convert it with every "
+                                                  "method, print accuracy vs T, write results.json and a plot")
     d.add_argument("--out", default="snnconvert-demo", help="output directory (default: ./snnconvert-demo)")
     d.add_argument("--epochs", type=int, default=40, help="ANN training epochs (default 40)")
     d.add_argument("--T", type=int, default=256, help="time steps to simulate (default 256)")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
-    d.set_defaults(func=_demo)
 
-    t = sub.add_parser("train", help="train a float or quantized (Fast-SNN) ANN; writes model.json + model.safetensors")
-    _add_data_args(t)
+    t = _command(sub, "train", _train, help="train a float or quantized (Fast-SNN) ANN; writes model.json + model.safetensors")
     t.add_argument("--model", default="digits_cnn", help="architecture name (see snnconvert.models.list_models())")
     t.add_argument("--model-kwargs", default=None, metavar="JSON",
                    help='the architecture\'s options as a JSON object, e.g. \'{"width": 32}\' for vgg_small')
@@ -253,27 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints after an interruption")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output model directory")
-    t.add_argument("--quiet", action="store_true")
-    t.set_defaults(func=_train)
 
-    c = sub.add_parser("convert", help="convert a trained model directory into a spiking model directory")
-    _add_data_args(c)
+    c = _command(sub, "convert", _convert, help="convert a trained model directory into a spiking model directory")
     c.add_argument("--model-dir", required=True, help="directory written by `snnconvert train`")
-    c.add_argument("--method", default="rmp", choices=["baseline", "rmp", "snm", "fastsnn"])
-    c.add_argument("--neuron", default=None, help="if_hard | if_soft | if | snm | signed_if")
-    c.add_argument("--threshold", default=None, help="rule (max, percentile, layer_input_max, learned) or a number")
+    c.add_argument("--method", default="rmp", choices=METHODS.names())
+    c.add_argument("--neuron", default=None, choices=NEURONS.names(aliases=True),
+                   help="override the method's neuron: " + "; ".join(f"{k}: {e.description}" for k, e in NEURONS.items()))
+    c.add_argument("--threshold", default=None,
+                   help=f"rule ({', '.join(n for n in RULES.names() if n != 'fixed')}) or a number (a fixed threshold)")
     c.add_argument("--percentile", type=float, default=None, help="e.g. 99.9")
-    c.add_argument("--granularity", default=None, choices=["layer", "channel", "neuron"])
+    c.add_argument("--granularity", default=None, choices=[g.value for g in Granularity])
     c.add_argument("--scale", type=float, default=None, help="threshold scale (RMP's alpha)")
     c.add_argument("--v-init", dest="v_init", type=float, default=None, help="initial potential / threshold")
     c.add_argument("--calibration-steps", type=int, default=None, help="time steps for RMP threshold balancing")
     c.add_argument("--calib-samples", type=int, default=1024, help="training images used for calibration")
     c.add_argument("--out", required=True, help="output spiking model directory")
-    c.add_argument("--quiet", action="store_true")
-    c.set_defaults(func=_convert)
 
-    e = sub.add_parser("evaluate", help="simulate a spiking model: accuracy at every step, firing rates, energy")
-    _add_data_args(e)
+    e = _command(sub, "evaluate", _evaluate, help="simulate a spiking model: accuracy at every step, firing rates, energy")
     e.add_argument("--snn", required=True, help="spiking model directory (from `snnconvert convert`)")
     e.add_argument("--model-dir", default=None, help="the ANN's directory, to report its accuracy and energy")
     e.add_argument("--T", type=int, default=None, help="time steps (default: the model's, e.g. 2^b - 1)")
@@ -288,11 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-sample early exit: 'default' (confidence=0.99,window=4,patience=2) or key=value "
                         "pairs; stops each image once its prediction has settled")
     e.add_argument("--out", default="results.json", help="JSON results file (default results.json)")
-    e.add_argument("--quiet", action="store_true")
-    e.set_defaults(func=_evaluate)
 
-    f = sub.add_parser("finetune", help="Fast-SNN layer-wise fine-tuning of a converted SNN towards its QANN")
-    _add_data_args(f)
+    f = _command(sub, "finetune", _finetune, help="Fast-SNN layer-wise fine-tuning of a converted SNN towards its QANN")
     f.add_argument("--snn", required=True, help="spiking model directory converted with --method fastsnn")
     f.add_argument("--model-dir", required=True, help="the quantized ANN's directory")
     f.add_argument("--T", type=int, default=None)
@@ -302,8 +303,6 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--limit", type=int, default=None, help="only the first N training images")
     f.add_argument("--force", action="store_true", help="keep updates even if training accuracy does not improve")
     f.add_argument("--out", required=True, help="output spiking model directory")
-    f.add_argument("--quiet", action="store_true")
-    f.set_defaults(func=_finetune)
     return p
 
 

@@ -11,9 +11,11 @@ import torch
 
 from .conversion import convert
 from .data import dataset_as_tensors, get_dataset
+from .evaluation import accuracy
+from .files import ensure_writable_dir, write_json_atomic
+from .finetune import finetune_layerwise
 from .models import create_model
-from .outdir import ensure_writable_dir, write_json_atomic
-from .quantization import finetune_layerwise, quantize, set_bits
+from .quantization import train_progressive
 from .report import accuracy_table, plot_accuracy_vs_T, powers_of_two
 from .simulation import simulate
 from .training import TrainConfig, train
@@ -91,13 +93,11 @@ def _fastsnn(model, train_set, x_train, y_train, x_test, y_test, cfg: TrainConfi
     from dataclasses import replace
 
     qcfg = replace(cfg, epochs=max(1, cfg.epochs // 3), lr=1e-3)
-    qann = quantize(model, 4, x_train[:CALIBRATION_IMAGES])
     out: dict[int, dict[str, Any]] = {}
-    for bits in (4, 3, 2):
-        set_bits(qann, bits)
-        qann = train(qann, train_set, qcfg).model.eval()
+
+    def measure(bits: int, qann: torch.nn.Module) -> None:
         if bits == 4:
-            continue
+            return
         Tb = 2 ** bits - 1
         signed = convert(qann, method="fastsnn")
         unsigned = convert(qann, method="fastsnn", neuron="if")
@@ -114,6 +114,9 @@ def _fastsnn(model, train_set, x_train, y_train, x_test, y_test, cfg: TrainConfi
                      "accuracy": simulate(signed, (x_test, y_test), T, record=False).accuracy}
         echo(f"Fast-SNN {bits}-bit: QANN {100 * qacc:.2f}%, at T={Tb}: unsigned IF {100 * out[bits]['unsigned_if']:.2f}%, "
              f"signed IF {100 * out[bits]['signed_if']:.2f}%, fine-tuned {100 * out[bits]['signed_if_finetuned']:.2f}%")
+
+    train_progressive(model, train_set, qcfg, (4, 3, 2), calibration_data=x_train[:CALIBRATION_IMAGES],
+                      after_stage=measure)
     return out
 
 
@@ -151,5 +154,5 @@ def _fast_table(ann_acc: float, fast: dict[int, dict[str, Any]]) -> str:
 
 
 def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return (model(x).argmax(-1) == y).double().mean().item()
+    """Accuracy on (x, y) in one batch, as the demo has always measured it."""
+    return accuracy(model, (x, y), batch_size=len(x))

@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import torch
 from torch import nn
 
 from .errors import ConfigError
-from .simulation.result import LayerActivity, SimulationResult
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 TIMEOUT_ENV = "SNNCONVERT_DIST_TIMEOUT"
@@ -190,7 +189,8 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return _all_reduce(tensor, "sum")
 
 
-def _all_reduce_scalar(value: float, op: str) -> float:
+def all_reduce_scalar(value: float, op: str) -> float:
+    """`value` reduced over all ranks with op "sum", "max" or "min" (itself in one process)."""
     return float(_all_reduce(torch.tensor([value], dtype=torch.float64), op).item())
 
 
@@ -209,79 +209,3 @@ def broadcast_buffers(model: nn.Module) -> None:
     if _initialized() and torch.distributed.get_world_size() > 1:
         for buf in model.buffers():
             torch.distributed.broadcast(buf, src=0)
-
-
-# --------------------------------------------------------------------------- simulation results
-
-
-def _segments(result: SimulationResult) -> list[tuple[str, list[float]]]:
-    """The additive quantities of `result`, named: samples, correct counts per t, ANN correct count,
-    early-exit histogram, synops per step, spikes per step of each layer. All are integer counts
-    (as floats below 2^53), so summing them is exact."""
-    n = result.samples
-    segments: list[tuple[str, list[float]]] = [("samples", [n]), ("correct", [round(a * n) for a in result.accuracy])]
-    if result.ann_accuracy is not None:
-        segments.append(("ann_correct", [round(result.ann_accuracy * n)]))
-    if result.exit_steps_histogram is not None:
-        segments.append(("exit_steps", list(result.exit_steps_histogram)))
-    segments.append(("synops", list(result.synops_per_step)))
-    segments += [(f"layer {la.name} {la.neurons}", list(la.spikes_per_step)) for la in result.layers]
-    return segments
-
-
-def _pack(result: SimulationResult) -> torch.Tensor:
-    return torch.tensor([v for _, values in _segments(result) for v in values], dtype=torch.float64)
-
-
-def _unpack(template: SimulationResult, total: torch.Tensor, seconds: float) -> SimulationResult:
-    """`template` with its additive fields replaced by the summed vector `total` (laid out as _pack)."""
-    values, summed, pos = total.tolist(), {}, 0
-    for name, own in _segments(template):
-        summed[name], pos = values[pos:pos + len(own)], pos + len(own)
-    samples = int(summed["samples"][0])
-    out = replace(template, samples=samples, accuracy=[c / samples for c in summed["correct"]],
-                  synops_per_step=summed["synops"], method=dict(template.method), seconds=seconds,
-                  layers=[LayerActivity(la.name, la.neurons, summed[f"layer {la.name} {la.neurons}"])
-                          for la in template.layers])
-    if "ann_correct" in summed:
-        out.ann_accuracy = summed["ann_correct"][0] / samples
-    if "exit_steps" in summed:
-        hist = [int(h) for h in summed["exit_steps"]]
-        out.exit_steps_histogram = hist
-        out.mean_steps = sum(t * h for t, h in enumerate(hist, start=1)) / samples
-    return out
-
-
-def merge_simulation_results(results: Sequence[SimulationResult]) -> SimulationResult:
-    """Combine results of disjoint shards of one dataset into the result of the whole dataset.
-
-    Correct counts per t (accuracy x samples), ANN correct counts, early-exit histograms, spikes and
-    synops per step and samples are summed (accuracies and mean_steps recomputed from the sums);
-    T, method, exit rule and static/ANN MACs per sample come from the first; seconds is the
-    maximum. Equal, bit for bit, to simulating the whole dataset at once (Direct encoding).
-    """
-    if not results:
-        raise ConfigError("merge_simulation_results needs at least one result")
-    first = results[0]
-    layout = [(name, len(values)) for name, values in _segments(first)]
-    for r in results[1:]:
-        if r.T != first.T or [(name, len(values)) for name, values in _segments(r)] != layout:
-            raise ConfigError("cannot merge simulation results of different runs (T, layers, recording, ANN or "
-                              "early exit differ); simulate every shard with the same model and options")
-    return _unpack(first, torch.stack([_pack(r) for r in results]).sum(0), max(r.seconds for r in results))
-
-
-def reduce_simulation_result(result: SimulationResult) -> SimulationResult:
-    """merge_simulation_results over all ranks (each simulated its own shard); every rank gets the total.
-
-    Returns `result` itself in a single process.
-    """
-    if not _initialized() or torch.distributed.get_world_size() == 1:
-        return result
-    packed = _pack(result)
-    size = float(len(packed))
-    if _all_reduce_scalar(size, "min") != _all_reduce_scalar(size, "max"):
-        raise ConfigError("ranks simulated with different T, layers or ANN options; run every rank with the "
-                          "same arguments")
-    total = all_reduce_sum(packed)
-    return _unpack(result, total, _all_reduce_scalar(result.seconds, "max"))

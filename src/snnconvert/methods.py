@@ -1,36 +1,21 @@
-"""Conversion methods as data: a preset names a neuron, a threshold rule, a granularity, a scale and
-v_init. Adding a method adds a preset here, nothing else. Overrides replace single fields."""
+"""Conversion methods as data: a preset names a neuron kind, a threshold rule, a granularity, a scale
+and v_init. Adding a method is one `METHODS.add(...)` here; the CLI's choices are built from this
+registry, the neuron registry (neurons.NEURONS) and the rule registry (calibration.RULES).
+Overrides (OVERRIDES) replace single fields."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .calibration.granularity import Granularity
-from .calibration.rules import LayerInputMax, LearnedClip, Max, Percentile, ThresholdRule, resolve_rule
-from .errors import ConfigError
-from .neurons import IFNeuron, SignedIFNeuron, SNMNeuron, SpikingNeuron
+from .calibration.rules import (LayerInputMax, LearnedClip, Max, Percentile, ThresholdRule, resolve_rule,
+                                rule_from_config)
+from .errors import CheckpointError, ConfigError
+from .neurons import NEURONS, SpikingNeuron, build_neuron
+from .registry import Registry
 
-# Neuron kinds by name. "if" is the unsigned soft-reset IF neuron (Fast-SNN's comparison variant).
-NEURONS: dict[str, str] = {
-    "if_hard": "hard-reset IF (V <- 0 after a spike)",
-    "if_soft": "soft-reset IF, RMP (V <- V - theta after a spike)",
-    "if": "soft-reset IF, RMP (V <- V - theta after a spike)",
-    "snm": "signed neuron with memory (negative spike at V <= -theta while net output > 0)",
-    "signed_if": "Fast-SNN signed IF (negative spike at V < 0 while net count > 0)",
-}
-
-
-def make_neuron(kind: str, threshold: Any, v_init: float) -> SpikingNeuron:
-    """Build a neuron of the named kind with the given threshold and initial potential (fraction)."""
-    if kind == "if_hard":
-        return IFNeuron(threshold, reset="hard", v_init=v_init)
-    if kind in ("if_soft", "if"):
-        return IFNeuron(threshold, reset="soft", v_init=v_init)
-    if kind == "snm":
-        return SNMNeuron(threshold, v_init=v_init)
-    if kind == "signed_if":
-        return SignedIFNeuron(threshold, v_init=v_init)
-    raise ConfigError(f"unknown neuron {kind!r}; choose one of {sorted(NEURONS)}")
+# The fields of a preset a caller may override, in the order the CLI lists them.
+OVERRIDES = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps")
 
 
 @dataclass(frozen=True)
@@ -45,41 +30,63 @@ class Method:
     v_init: float = 0.0
     description: str = ""
 
+    def __post_init__(self) -> None:
+        NEURONS.resolve(self.neuron)  # ConfigError naming the neuron kinds if unknown
+
+    def make_neuron(self, threshold: Any) -> SpikingNeuron:
+        """A neuron of this method's kind with the given threshold."""
+        return build_neuron(self.neuron, threshold, self.v_init)
+
     def to_dict(self) -> dict[str, Any]:
+        """How the model was converted, for reports (the rule as its description)."""
         return {"name": self.name, "neuron": self.neuron, "rule": self.rule.describe(),
                 "granularity": self.granularity.value, "scale": self.scale, "v_init": self.v_init}
 
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this Method (method_from_config)."""
+        return {"name": self.name, "neuron": self.neuron, "rule": self.rule.config(),
+                "granularity": self.granularity.value, "scale": self.scale, "v_init": self.v_init,
+                "description": self.description}
 
-PRESETS: dict[str, Method] = {
-    "baseline": Method("baseline", "if_hard", Max(), Granularity.LAYER, 1.0, 0.0,
-                       "hard-reset IF, layer-wise max normalisation (Diehl 2015); percentile=99.9 gives Rueckauer 2017"),
-    "rmp": Method("rmp", "if_soft", LayerInputMax(), Granularity.LAYER, 1.0, 0.0,
-                  "RMP-SNN: soft-reset IF, thresholds from the layer input maximum, layer by layer, times scale"),
-    "snm": Method("snm", "snm", Max(), Granularity.NEURON, 1.0, 0.0,
-                  "SNM: signed neuron with memory, neuron-wise max normalisation"),
-    "fastsnn": Method("fastsnn", "signed_if", LearnedClip(), Granularity.LAYER, 1.0, 0.5,
-                      "Fast-SNN: signed IF, thresholds = the QANN's learned clip alphas, V(0) = theta/2, T = 2^b - 1"),
-}
 
-_OVERRIDES = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps")
+def method_from_config(config: dict[str, Any]) -> Method:
+    """Rebuild a Method from `Method.config()`; CheckpointError if malformed."""
+    try:
+        return Method(str(config["name"]), str(config["neuron"]), rule_from_config(config["rule"]),
+                      Granularity.parse(config["granularity"]), float(config["scale"]), float(config["v_init"]),
+                      str(config.get("description", "")))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"bad method description {config!r}: {e}") from e
+
+
+METHODS: Registry[Method] = Registry("method", sep="")
+
+
+def register_method(method: Method) -> Method:
+    return METHODS.add(method.name, method)
+
+
+register_method(Method("baseline", "if_hard", Max(), Granularity.LAYER, 1.0, 0.0,
+                       "hard-reset IF, layer-wise max normalisation (Diehl 2015); percentile=99.9 gives Rueckauer 2017"))
+register_method(Method("rmp", "if_soft", LayerInputMax(), Granularity.LAYER, 1.0, 0.0,
+                       "RMP-SNN: soft-reset IF, thresholds from the layer input maximum, layer by layer, times scale"))
+register_method(Method("snm", "snm", Max(), Granularity.NEURON, 1.0, 0.0,
+                       "SNM: signed neuron with memory, neuron-wise max normalisation"))
+register_method(Method("fastsnn", "signed_if", LearnedClip(), Granularity.LAYER, 1.0, 0.5,
+                       "Fast-SNN: signed IF, thresholds = the QANN's learned clip alphas, V(0) = theta/2, T = 2^b - 1"))
+
+PRESETS: dict[str, Method] = dict(METHODS.items())
 
 
 def resolve_method(method: str | Method, **overrides: Any) -> Method:
     """The preset named `method` (or a Method), with the given fields replaced."""
-    if isinstance(method, Method):
-        m = method
-    else:
-        key = str(method).lower().replace("-", "").replace("_", "")
-        if key not in PRESETS:
-            raise ConfigError(f"unknown method {method!r}; choose one of {sorted(PRESETS)}")
-        m = PRESETS[key]
-    unknown = set(overrides) - set(_OVERRIDES)
+    m = method if isinstance(method, Method) else METHODS.get(method)
+    unknown = set(overrides) - set(OVERRIDES)
     if unknown:
-        raise ConfigError(f"unknown override(s) {sorted(unknown)}; allowed: {list(_OVERRIDES)}")
+        raise ConfigError(f"unknown override(s) {sorted(unknown)}; allowed: {list(OVERRIDES)}")
     changes: dict[str, Any] = {}
     if overrides.get("neuron") is not None:
-        if overrides["neuron"] not in NEURONS:
-            raise ConfigError(f"unknown neuron {overrides['neuron']!r}; choose one of {sorted(NEURONS)}")
+        NEURONS.resolve(overrides["neuron"])
         changes["neuron"] = overrides["neuron"]
     if overrides.get("threshold") is not None:
         changes["rule"] = resolve_rule(overrides["threshold"], overrides.get("percentile"))
@@ -87,15 +94,12 @@ def resolve_method(method: str | Method, **overrides: Any) -> Method:
         changes["rule"] = Percentile(float(overrides["percentile"]))
     if overrides.get("calibration_steps") is not None:
         rule = changes.get("rule", m.rule)
-        if not isinstance(rule, LayerInputMax):
-            raise ConfigError("calibration_steps applies only to the layer_input_max rule (method 'rmp')")
-        changes["rule"] = LayerInputMax(int(overrides["calibration_steps"]))
+        if "steps" not in {f.name for f in fields(rule)}:  # type: ignore[arg-type]
+            raise ConfigError("calibration_steps applies only to rules measured over time steps, such as "
+                              f"layer_input_max (method 'rmp'); this rule is '{rule.describe()}'")
+        changes["rule"] = replace(rule, steps=int(overrides["calibration_steps"]))
     if overrides.get("granularity") is not None:
-        try:
-            changes["granularity"] = Granularity(overrides["granularity"])
-        except ValueError:
-            raise ConfigError(f"granularity must be one of {[g.value for g in Granularity]}, "
-                              f"got {overrides['granularity']!r}") from None
+        changes["granularity"] = Granularity.parse(overrides["granularity"])
     if overrides.get("scale") is not None:
         if not float(overrides["scale"]) > 0:
             raise ConfigError(f"scale must be > 0, got {overrides['scale']}")
@@ -105,4 +109,5 @@ def resolve_method(method: str | Method, **overrides: Any) -> Method:
     return replace(m, **changes) if changes else m
 
 
-__all__ = ["Method", "NEURONS", "PRESETS", "LearnedClip", "make_neuron", "resolve_method"]
+__all__ = ["METHODS", "Method", "OVERRIDES", "PRESETS", "LearnedClip", "method_from_config", "register_method",
+           "resolve_method"]

@@ -10,7 +10,7 @@ from torch import nn
 
 from .errors import CheckpointError
 from .models import create_model
-from .outdir import ensure_writable_dir, write_json_atomic
+from .files import ensure_writable_dir, write_json_atomic
 from .quantization import quantize, quantized_bits
 from .training import load_weights, save_weights
 

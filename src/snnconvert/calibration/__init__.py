@@ -1,8 +1,12 @@
-"""Threshold calibration: granularities, streaming observers, rules and the calibrate() pass."""
-from .calibrate import Calibration, activation_statistics, calibrate
+"""Threshold calibration: granularities, streaming observers, threshold rules (a registry of types),
+activation statistics, threshold balancing on the spiking network, and the calibrate() pass."""
+from .calibrate import Calibration, calibrate
 from .granularity import Granularity
 from .observers import HistogramObserver, MaxObserver
-from .rules import Fixed, LayerInputMax, LearnedClip, Max, Percentile, ThresholdRule, resolve_rule
+from .rules import (RULES, CalibrationJob, Fixed, LayerInputMax, LearnedClip, Max, Percentile, ThresholdRule,
+                    resolve_rule, rule_from_config)
+from .statistics import activation_statistics, floor_dead
 
-__all__ = ["Calibration", "Fixed", "Granularity", "HistogramObserver", "LayerInputMax", "LearnedClip", "Max",
-           "MaxObserver", "Percentile", "ThresholdRule", "activation_statistics", "calibrate", "resolve_rule"]
+__all__ = ["Calibration", "CalibrationJob", "Fixed", "Granularity", "HistogramObserver", "LayerInputMax",
+           "LearnedClip", "Max", "MaxObserver", "Percentile", "RULES", "ThresholdRule", "activation_statistics",
+           "calibrate", "floor_dead", "resolve_rule", "rule_from_config"]

@@ -5,11 +5,21 @@ from enum import Enum
 
 import torch
 
+from ..errors import ConfigError
+
 
 class Granularity(str, Enum):
     LAYER = "layer"
     CHANNEL = "channel"
     NEURON = "neuron"
+
+    @classmethod
+    def parse(cls, value: "str | Granularity") -> "Granularity":
+        """The granularity named `value`; ConfigError listing the choices otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"granularity must be one of {[g.value for g in cls]}, got {value!r}") from None
 
     def group_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of the threshold tensor, broadcastable against one sample (no batch dim)."""

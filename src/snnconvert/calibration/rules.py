@@ -1,25 +1,101 @@
-"""Threshold rules: what statistic of the calibration data a layer's threshold comes from."""
+"""Threshold rules: what statistic of the calibration data a layer's threshold comes from.
+
+Each rule is a type with a registry name (RULES), `describe()` for reports, `config()` /
+`rule_from_config()` for saving, and `thresholds(job)`: the final (floored, scaled) threshold of
+every activation. Adding a rule is a new class registered here; nothing dispatches on rule types.
+"""
 from __future__ import annotations
 
+import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-from ..errors import ConfigError
+import torch
+
+from ..batches import iter_batches
+from ..errors import CalibrationError, CheckpointError, ConfigError
+from ..graph import Program
+from ..registry import Registry
+from .balancing import balance_thresholds
+from .granularity import Granularity
+from .statistics import activation_statistics, floor_dead, run_checked
+
+if TYPE_CHECKING:
+    from ..simulation import SpikingModel
 
 
 @dataclass(frozen=True)
-class Max:
+class CalibrationJob:
+    """What a rule may use: the traced ANN, the data, how thresholds are shared and scaled, and (for
+    rules measured on the spiking network) `build_spiking(thresholds)`, which returns the SNN built
+    from `program` with the given thresholds."""
+
+    program: Program
+    data: Any
+    granularity: Granularity
+    scale: float
+    batch_size: int = 256
+    build_spiking: "Callable[[dict[str, torch.Tensor]], SpikingModel] | None" = None
+    progress: bool = False
+
+
+class ThresholdRule(ABC):
+    """Base of the threshold rules (frozen dataclasses)."""
+
+    name: ClassVar[str]
+    needs_data: ClassVar[bool] = True  # False: thresholds come from the model alone
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A short human-readable description (recorded in the converted model's method)."""
+
+    @abstractmethod
+    def thresholds(self, job: CalibrationJob) -> tuple[dict[str, torch.Tensor], int]:
+        """({activation node name: threshold, scaled and > 0}, calibration samples used)."""
+
+    def default_steps(self, program: Program) -> int | None:
+        """The number of time steps the thresholds are made for, if the rule implies one."""
+        return None
+
+    def config(self) -> dict[str, Any]:
+        """{"rule": registry name, **fields}; rule_from_config() rebuilds the rule."""
+        return {"rule": self.name, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+
+RULES: Registry[type[ThresholdRule]] = Registry("threshold rule")
+
+
+def _registered(cls: type[ThresholdRule]) -> type[ThresholdRule]:
+    return RULES.add(cls.name, cls)
+
+
+def _from_statistics(job: CalibrationJob, percentile: float | None) -> tuple[dict[str, torch.Tensor], int]:
+    stats, samples = activation_statistics(job.program, job.data, job.granularity, percentile, job.batch_size)
+    return {k: floor_dead(v) * job.scale for k, v in stats.items()}, samples
+
+
+@_registered
+@dataclass(frozen=True)
+class Max(ThresholdRule):
     """theta = maximum of the ANN activation a_l over the calibration data (Diehl 2015; SNM per neuron)."""
+
+    name: ClassVar[str] = "max"
 
     def describe(self) -> str:
         return "max"
 
+    def thresholds(self, job: CalibrationJob) -> tuple[dict[str, torch.Tensor], int]:
+        return _from_statistics(job, None)
 
+
+@_registered
 @dataclass(frozen=True)
-class Percentile:
+class Percentile(ThresholdRule):
     """theta = q-th percentile of the positive ANN activations (Rueckauer 2017), from a fixed-bin histogram."""
 
     q: float
+    name: ClassVar[str] = "percentile"
 
     def __post_init__(self) -> None:
         if not (0.0 < self.q <= 100.0):
@@ -28,14 +104,19 @@ class Percentile:
     def describe(self) -> str:
         return f"percentile {self.q:g}"
 
+    def thresholds(self, job: CalibrationJob) -> tuple[dict[str, torch.Tensor], int]:
+        return _from_statistics(job, self.q)
 
+
+@_registered
 @dataclass(frozen=True)
-class LayerInputMax:
+class LayerInputMax(ThresholdRule):
     """RMP-SNN threshold balancing (Spike-Norm style): layer by layer, with every earlier layer
     already converted and spiking, theta_l = maximum over images and `steps` time steps of the
     weighted input z_l(t) the layer's neurons receive (V_in^max)."""
 
     steps: int = 32
+    name: ClassVar[str] = "layer_input_max"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -44,20 +125,56 @@ class LayerInputMax:
     def describe(self) -> str:
         return f"layer input max over {self.steps} steps (layer by layer)"
 
+    def thresholds(self, job: CalibrationJob) -> tuple[dict[str, torch.Tensor], int]:
+        if job.build_spiking is None:
+            raise ConfigError("the layer_input_max rule measures the spiking network layer by layer: "
+                              "use snnconvert.convert(model, data, method='rmp')")
+        # the data is checked against the ANN first: the spiking pass would fail less readably
+        x0, _ = next(iter_batches(job.data, job.batch_size, "calibration data"))
+        with torch.no_grad():
+            run_checked(job.program, x0)
+        snn = job.build_spiking({n.name: torch.tensor(1.0) for n in job.program.activation_nodes()})
+        return balance_thresholds(snn, job.data, self.steps, job.granularity, job.scale, job.batch_size,
+                                  job.progress)
 
+
+@_registered
 @dataclass(frozen=True)
-class LearnedClip:
+class LearnedClip(ThresholdRule):
     """theta = the learned clipping value alpha of each QuantReLU (Fast-SNN)."""
+
+    name: ClassVar[str] = "learned"
+    needs_data: ClassVar[bool] = False
 
     def describe(self) -> str:
         return "learned clip alpha"
 
+    def default_steps(self, program: Program) -> int | None:
+        """T = 2^b - 1 for b-bit quantized activations (the largest b), None for a float model."""
+        bits = [getattr(program.layers[n.target], "bits", None) for n in program.activation_nodes()]
+        bits = [b for b in bits if b is not None]
+        return (2 ** max(bits) - 1) if bits else None
 
+    def thresholds(self, job: CalibrationJob) -> tuple[dict[str, torch.Tensor], int]:
+        out = {}
+        for n in job.program.activation_nodes():
+            alpha = getattr(job.program.layers[n.target], "alpha", None)
+            if alpha is None:
+                raise CalibrationError(
+                    f"activation '{n.name}' is a plain ReLU: the learned-clip rule needs a quantized ANN "
+                    "(snnconvert.quantize(model, bits)) whose activations are QuantReLU")
+            out[n.name] = alpha.detach().clone().float().abs().clamp_min(1e-4) * job.scale
+        return out, 0
+
+
+@_registered
 @dataclass(frozen=True)
-class Fixed:
+class Fixed(ThresholdRule):
     """theta = a given value for every layer."""
 
     value: float
+    name: ClassVar[str] = "fixed"
+    needs_data: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not self.value > 0:
@@ -66,23 +183,34 @@ class Fixed:
     def describe(self) -> str:
         return f"fixed {self.value:g}"
 
-
-ThresholdRule = Union[Max, Percentile, LayerInputMax, LearnedClip, Fixed]
-RULE_NAMES = {"max": Max, "percentile": Percentile, "layer_input_max": LayerInputMax,
-              "learned": LearnedClip, "fixed": Fixed}
+    def thresholds(self, job: CalibrationJob) -> tuple[dict[str, torch.Tensor], int]:
+        return {n.name: torch.tensor(self.value) * job.scale for n in job.program.activation_nodes()}, 0
 
 
 def resolve_rule(value: object, percentile: float | None = None) -> ThresholdRule:
-    """A rule object, a rule name, or a number (fixed threshold)."""
-    if isinstance(value, (Max, Percentile, LayerInputMax, LearnedClip, Fixed)):
+    """A rule object, a rule name (percentile= sets the q of "percentile", default 99.9), or a number
+    (a fixed threshold)."""
+    if isinstance(value, ThresholdRule):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Fixed(float(value))
-    if isinstance(value, str):
-        key = value.lower().replace("-", "_")
-        if key == "percentile":
+    if isinstance(value, str) and value in RULES:
+        cls = RULES.get(value)
+        if cls is Percentile:
             return Percentile(99.9 if percentile is None else percentile)
-        if key in RULE_NAMES and key != "fixed":
-            return RULE_NAMES[key]()
-    raise ConfigError(f"unknown threshold rule {value!r}; use one of {sorted(RULE_NAMES)}, a number, "
+        try:
+            return cls()
+        except TypeError:
+            raise ConfigError(f"threshold rule {value!r} needs a value: pass a number instead") from None
+    names = RULES.names()
+    raise ConfigError(f"unknown threshold rule {value!r}; use one of {names}, a number, "
                       "or a rule object (Max(), Percentile(99.9), LayerInputMax(steps), LearnedClip(), Fixed(v))")
+
+
+def rule_from_config(config: dict[str, Any]) -> ThresholdRule:
+    """Rebuild a rule from `ThresholdRule.config()`; CheckpointError if malformed."""
+    try:
+        fields = dict(config)
+        return RULES.get(fields.pop("rule"))(**fields)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"bad threshold rule description {config!r}: {e}") from e

@@ -1,5 +1,5 @@
-"""Graph capture (torch.fx) and the conversion of ReLU networks into spiking ones."""
-from .convert import convert
-from .graph import Program, trace
+"""Conversion of ReLU networks into spiking ones: trace (graph/), calibrate (calibration/), replace
+activations by neurons of the chosen method, return the engine's SpikingModel (simulation/)."""
+from .convert import build_spiking, convert
 
-__all__ = ["Program", "convert", "trace"]
+__all__ = ["build_spiking", "convert"]

@@ -15,20 +15,8 @@ from .locate import find_files, stat_key
 from .registry import DatasetInfo, default_root, register_dataset
 from .safe_pickle import safe_load
 
-CIFAR10_INFO = DatasetInfo(
-    name="cifar10",
-    num_classes=10,
-    input_shape=(3, 32, 32),
-    mean=(0.4914, 0.4822, 0.4465),
-    std=(0.2470, 0.2435, 0.2616),
-)
-CIFAR100_INFO = DatasetInfo(
-    name="cifar100",
-    num_classes=100,
-    input_shape=(3, 32, 32),
-    mean=(0.5071, 0.4865, 0.4409),
-    std=(0.2673, 0.2564, 0.2762),
-)
+CIFAR10_INFO = DatasetInfo("cifar10", 10, (3, 32, 32), mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+CIFAR100_INFO = DatasetInfo("cifar100", 100, (3, 32, 32), mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762))
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 _SPECS: dict[str, dict[str, Any]] = {

@@ -1,7 +1,6 @@
 """Dataset registry: names -> (info, builder). Dataset modules register themselves on import."""
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any, Callable
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 DATA_ENV = "SNNCONVERT_DATA"
 
@@ -36,11 +36,7 @@ class _Entry:
     build: BuildFn
 
 
-_REGISTRY: dict[str, _Entry] = {}
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+DATASETS: Registry[_Entry] = Registry("dataset", sep="-")
 
 
 def register_dataset(name: str, info: InfoFn) -> Callable[[BuildFn], BuildFn]:
@@ -50,10 +46,7 @@ def register_dataset(name: str, info: InfoFn) -> Callable[[BuildFn], BuildFn]:
     """
 
     def deco(build: BuildFn) -> BuildFn:
-        key = _key(name)
-        if key in _REGISTRY:
-            raise ConfigError(f"dataset {name!r} is already registered; pick another name")
-        _REGISTRY[key] = _Entry(info=info, build=build)
+        DATASETS.add(name, _Entry(info=info, build=build))
         return build
 
     return deco
@@ -61,16 +54,11 @@ def register_dataset(name: str, info: InfoFn) -> Callable[[BuildFn], BuildFn]:
 
 def list_datasets() -> list[str]:
     """Registered dataset names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(DATASETS.names())
 
 
 def _entry(name: str) -> _Entry:
-    if not isinstance(name, str) or _key(name) not in _REGISTRY:
-        known = list_datasets()
-        close = difflib.get_close_matches(_key(str(name)), known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown dataset {name!r}{hint}; known datasets: {', '.join(known)}")
-    return _REGISTRY[_key(name)]
+    return DATASETS.get(name)
 
 
 def dataset_info(name: str, root: str | Path | None = None, **options: Any) -> DatasetInfo:

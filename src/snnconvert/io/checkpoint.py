@@ -1,15 +1,16 @@
 """Save and load a SpikingModel: `snn.json` (graph, neurons, method) + `weights.safetensors`.
 
-Nothing is unpickled: module types are looked up in an allow-list, functions in the conversion
-op table, and tensors come from safetensors. Each file is written to a temporary name and moved
-into place, the JSON last, carrying the SHA-256 of the weights so a mismatch is detected on load.
+Nothing is unpickled: module types are looked up in an allow-list (the op table's layer types),
+neurons in the neuron registry, functions in the op table, and tensors come from safetensors. Each
+file is written atomically (files.atomic_write), the JSON last, carrying the SHA-256 of the weights
+so a mismatch is detected on load. Format version 2 describes a neuron by its registry kind;
+version 1 files (neurons by class name) still load.
 """
 from __future__ import annotations
 
 import hashlib
 import inspect
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,18 +19,19 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..conversion import ops
-from ..conversion.graph import Node, Program, Ref
 from ..errors import CheckpointError
-from ..outdir import replace_atomic
-from ..neurons import IFNeuron, SignedIFNeuron, SNMNeuron, SpikingNeuron
-from ..simulation.engine import SpikingModel
-from ..simulation.pooling import SpikingMaxPool
+from ..files import atomic_write
+from ..graph import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Node, NodeKind, Program, Ref, ops
+from ..methods import method_from_config
+from ..neurons import SpikingMaxPool, SpikingNeuron, neuron_from_config
+from ..simulation import SpikingModel
 
 FORMAT = "snnconvert.spiking_model"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 WEIGHTS, DESCRIPTION = "weights.safetensors", "snn.json"
-NEURON_TYPES = {c.__name__: c for c in (IFNeuron, SNMNeuron, SignedIFNeuron)}
+NEURON = "neuron"  # the "type" of a neuron's layer description
+_V1_NEURON_KINDS = {"SNMNeuron": "snm", "SignedIFNeuron": "signed_if"}  # IFNeuron: "if_" + its reset
 POOL_TYPES = {c.__name__: c for c in ops.MAXPOOL_TYPES}
 _SKIP_ARGS = {"self", "device", "dtype"}
 
@@ -87,10 +89,7 @@ def _module_config(m: nn.Module) -> dict[str, Any]:
 
 def _describe_layer(m: nn.Module) -> dict[str, Any]:
     if isinstance(m, SpikingNeuron):
-        d: dict[str, Any] = {"type": type(m).__name__, "v_init": m.v_init}
-        if isinstance(m, IFNeuron):
-            d["reset"] = m.reset_mode.value
-        return d
+        return {"type": NEURON, **m.config()}
     if isinstance(m, SpikingMaxPool):
         return {"type": "SpikingMaxPool", "pool": type(m.pool).__name__, "config": _module_config(m.pool)}
     name = type(m).__name__
@@ -99,14 +98,24 @@ def _describe_layer(m: nn.Module) -> dict[str, Any]:
     return {"type": name, "config": _module_config(m)}
 
 
-def _build_layer(key: str, d: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module:
+def _v1_neuron(d: dict[str, Any]) -> dict[str, Any] | None:
+    """A version-1 neuron description ({"type": class name, "v_init", "reset"}) as a neuron config."""
+    if d.get("type") == "IFNeuron":
+        return {"kind": f"if_{d.get('reset')}", "v_init": d.get("v_init")}
+    if d.get("type") in _V1_NEURON_KINDS:
+        return {"kind": _V1_NEURON_KINDS[d["type"]], "v_init": d.get("v_init")}
+    return None
+
+
+def _build_layer(key: str, d: dict[str, Any], tensors: dict[str, torch.Tensor], version: int) -> nn.Module:
     kind = d.get("type")
-    if kind in NEURON_TYPES:
+    neuron = {k: v for k, v in d.items() if k != "type"} if kind == NEURON and version >= 2 else (
+        _v1_neuron(d) if version == 1 else None)
+    if neuron is not None:
         thr = tensors.get(f"program.layers.{key}.threshold")
         if thr is None:
             raise CheckpointError(f"neuron '{key}' has no threshold in {WEIGHTS}")
-        kw = {"reset": d["reset"]} if kind == "IFNeuron" else {}
-        return NEURON_TYPES[kind](thr, v_init=d["v_init"], **kw)
+        return neuron_from_config(neuron, thr)
     if kind == "SpikingMaxPool":
         if d.get("pool") not in POOL_TYPES:
             raise CheckpointError(f"unknown pooling type {d.get('pool')!r} for layer '{key}'")
@@ -114,18 +123,6 @@ def _build_layer(key: str, d: dict[str, Any], tensors: dict[str, torch.Tensor]) 
     if kind not in ops.LAYER_TYPES:
         raise CheckpointError(f"layer '{key}' has type {kind!r}, which is not an allowed layer type")
     return ops.LAYER_TYPES[kind](**d["config"])
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        replace_atomic(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _sha256(path: Path) -> str:
@@ -148,54 +145,63 @@ def save(snn: SpikingModel, directory: str | Path) -> Path:
     except OSError as e:
         raise CheckpointError(f"cannot write to directory {str(out)!r}: {e.strerror or e}") from e
     layers = {k: _describe_layer(m) for k, m in snn.program.layers.items()}
-    nodes = [{"name": n.name, "kind": n.kind, "target": n.target, "args": _encode(n.args),
+    nodes = [{"name": n.name, "kind": n.kind.value, "target": n.target, "args": _encode(n.args),
               "kwargs": _encode(n.kwargs)} for n in snn.program.nodes]
     tensors = {k: v.detach().cpu().contiguous() for k, v in snn.state_dict().items()}
-    _atomic_write(out / WEIGHTS, lambda p: save_file(tensors, p))
-    desc = {"format": FORMAT, "version": VERSION, "method": snn.method, "default_T": snn.default_T,
-            "layers": layers, "nodes": nodes, "weights_sha256": _sha256(out / WEIGHTS)}
+    atomic_write(out / WEIGHTS, lambda p: save_file(tensors, p))
+    desc = {"format": FORMAT, "version": VERSION, "method": snn.method, "method_config": snn.method_config,
+            "default_T": snn.default_T, "layers": layers, "nodes": nodes, "weights_sha256": _sha256(out / WEIGHTS)}
 
     def write_json(p: str) -> None:
         with open(p, "w") as f:
             json.dump(desc, f, indent=1)
 
-    _atomic_write(out / DESCRIPTION, write_json)
+    atomic_write(out / DESCRIPTION, write_json)
     return out
 
 
-_LAYER_KINDS = {"layer": "a layer", "activation": "a neuron", "maxpool": "a spiking max pool"}
+_MODULE_ROLES = {LAYER: "a layer", ACTIVATION: "a neuron", MAXPOOL: "a spiking max pool"}
+
+
+def _is_role(kind: NodeKind, m: nn.Module | None) -> bool:
+    """Whether module `m` may serve a node of `kind`."""
+    if kind is LAYER:
+        return m is not None and ops.LAYER_TYPES.get(type(m).__name__) is type(m)
+    return isinstance(m, SpikingNeuron if kind is ACTIVATION else SpikingMaxPool)
+
+
+def _node_kind(n: dict[str, Any]) -> NodeKind:
+    try:
+        return NodeKind(n["kind"])
+    except ValueError:
+        raise CheckpointError(f"node '{n.get('name')}' has unknown kind {n['kind']!r}") from None
 
 
 def _check_nodes(nodes: list[Node], layers: dict[str, nn.Module]) -> None:
     """Refuse, at load time, a graph that could not run or that reaches outside the op table: unknown
     kinds, functions or methods, attributes with a leading underscore (getattr(x, "__class__") would
     open the way to arbitrary objects), modules of the wrong kind, references to later or unknown nodes."""
-    if len(nodes) < 2 or nodes[0].kind != "input" or nodes[-1].kind != "output":
+    if len(nodes) < 2 or nodes[0].kind is not INPUT or nodes[-1].kind is not OUTPUT:
         raise CheckpointError("the graph must start with its input node and end with its output node")
     seen: set[str] = set()
     for i, n in enumerate(nodes):
         if n.name in seen:
             raise CheckpointError(f"node name '{n.name}' is used twice")
-        if n.kind in ("input", "output") and 0 < i < len(nodes) - 1:
+        if n.kind in (INPUT, OUTPUT) and 0 < i < len(nodes) - 1:
             raise CheckpointError(f"node '{n.name}': only the first node is the input and the last the output")
-        if n.kind in _LAYER_KINDS:
-            m = layers.get(n.target)
-            expected = {"layer": type(m).__name__ in ops.LAYER_TYPES, "activation": isinstance(m, SpikingNeuron),
-                        "maxpool": isinstance(m, SpikingMaxPool)}[n.kind]
-            if m is None or not expected:
-                raise CheckpointError(f"node '{n.name}' needs {_LAYER_KINDS[n.kind]} '{n.target}', which the "
+        if n.kind.calls_module:
+            if not _is_role(n.kind, layers.get(n.target)):
+                raise CheckpointError(f"node '{n.name}' needs {_MODULE_ROLES[n.kind]} '{n.target}', which the "
                                       "description does not define")
-        elif n.kind == "function":
+        elif n.kind is FUNCTION:
             if n.target not in ops.FUNCTIONS:
                 raise CheckpointError(f"node '{n.name}' calls {n.target!r}, which is not an allowed function")
             if n.target == "getattr" and not (len(n.args) >= 2 and isinstance(n.args[1], str)
                                               and not n.args[1].startswith("_")):
                 raise CheckpointError(f"node '{n.name}' reads an attribute that is not allowed: {n.args[1:]!r}")
-        elif n.kind == "method":
+        elif n.kind is METHOD:
             if n.target not in ops.METHODS:
                 raise CheckpointError(f"node '{n.name}' calls method {n.target!r}, which is not allowed")
-        elif n.kind not in ("input", "output"):
-            raise CheckpointError(f"node '{n.name}' has unknown kind {n.kind!r}")
         for r in n.refs():
             if r not in seen:
                 raise CheckpointError(f"node '{n.name}' uses '{r}', which is not an earlier node")
@@ -215,9 +221,10 @@ def load(directory: str | Path) -> SpikingModel:
         raise CheckpointError(f"{str(d / DESCRIPTION)!r} is not valid JSON: {e}") from e
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         raise CheckpointError(f"{str(d / DESCRIPTION)!r} is not a snnconvert spiking model description")
-    if desc.get("version") != VERSION:
-        raise CheckpointError(f"{str(d / DESCRIPTION)!r} has format version {desc.get('version')}, "
-                              f"this snnconvert reads version {VERSION}")
+    version = desc.get("version")
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{str(d / DESCRIPTION)!r} has format version {version}, "
+                              f"this snnconvert reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     if desc.get("weights_sha256") != _sha256(d / WEIGHTS):
         raise CheckpointError(f"{str(d / WEIGHTS)!r} does not match {DESCRIPTION} (corrupt or replaced file)")
     try:
@@ -225,11 +232,14 @@ def load(directory: str | Path) -> SpikingModel:
     except Exception as e:  # safetensors raises its own error type on a malformed file
         raise CheckpointError(f"{str(d / WEIGHTS)!r} is not a valid safetensors file: {e}") from e
     try:
-        layers = {k: _build_layer(k, v, tensors) for k, v in desc["layers"].items()}
-        nodes = [Node(n["name"], n["kind"], n["target"], _decode(n["args"]), _decode(n["kwargs"]))
+        layers = {k: _build_layer(k, v, tensors, version) for k, v in desc["layers"].items()}
+        nodes = [Node(n["name"], _node_kind(n), n["target"], _decode(n["args"]), _decode(n["kwargs"]))
                  for n in desc["nodes"]]
         _check_nodes(nodes, layers)
-        snn = SpikingModel(Program(nodes, layers), desc.get("method"), desc.get("default_T"))
+        method_config = desc.get("method_config")
+        if method_config is not None:
+            method_from_config(method_config)  # a description that names unknown kinds or rules is refused
+        snn = SpikingModel(Program(nodes, layers), desc.get("method"), desc.get("default_T"), method_config)
         snn.load_state_dict(tensors, strict=True)
     except CheckpointError:
         raise

@@ -1,20 +1,16 @@
 """Model registry: `create_model(name, num_classes, **options)`; models register with a decorator."""
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any, Callable
 
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 ModelFn = Callable[..., nn.Module]
-_REGISTRY: dict[str, ModelFn] = {}
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
+MODELS: Registry[ModelFn] = Registry("model")
 
 
 def register_model(fn: ModelFn | None = None, *, name: str | None = None) -> Any:
@@ -24,18 +20,14 @@ def register_model(fn: ModelFn | None = None, *, name: str | None = None) -> Any
     """
 
     def deco(f: ModelFn) -> ModelFn:
-        key = _key(name or f.__name__)
-        if key in _REGISTRY:
-            raise ConfigError(f"model {key!r} is already registered; pick another name")
-        _REGISTRY[key] = f
-        return f
+        return MODELS.add(name or f.__name__, f)
 
     return deco(fn) if fn is not None else deco
 
 
 def list_models() -> list[str]:
     """Registered model names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(MODELS.names())
 
 
 def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
@@ -43,15 +35,10 @@ def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
 
     Unknown names or options raise ConfigError naming what is accepted.
     """
-    key = _key(name) if isinstance(name, str) else None
-    if key not in _REGISTRY:
-        known = list_models()
-        close = difflib.get_close_matches(str(key or name), known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown model {name!r}{hint}; known models: {', '.join(known)}")
+    key = MODELS.resolve(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}")
-    fn = _REGISTRY[key]
+    fn = MODELS.get(key)
     accepted = [p for p in inspect.signature(fn).parameters if p != "num_classes"]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:

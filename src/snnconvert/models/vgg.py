@@ -11,7 +11,7 @@ ReLU unless `dropout` / `conv_dropout` say otherwise).
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import torch
 from torch import nn
@@ -133,48 +133,29 @@ def _build(
     )
 
 
-@register_model
-def vgg11(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    batch_norm: bool | None = None,
-    pool: str | None = None,
-    bias: bool | None = None,
-    dropout: float | None = None,
-    conv_dropout: float | None = None,
-    constrained: bool = False,
-) -> nn.Module:
-    """VGG-11 for CIFAR (9.2M params). Defaults: batch_norm=True, pool="avg", bias=True, dropout=0.5."""
-    return _build("vgg11", CFGS["vgg11"], num_classes, in_channels, batch_norm, pool, bias, dropout, conv_dropout, constrained, 512, 0.5)
+def _cifar_vgg(name: str, params: str) -> Callable[..., nn.Module]:
+    """Register VGG `name` (layout CFGS[name]) for CIFAR: 512-unit hidden classifier, dropout 0.5."""
+
+    def build(num_classes: int = 10, in_channels: int = 3, batch_norm: bool | None = None, pool: str | None = None,
+              bias: bool | None = None, dropout: float | None = None, conv_dropout: float | None = None,
+              constrained: bool = False) -> nn.Module:
+        return _build(name, CFGS[name], num_classes, in_channels, batch_norm, pool, bias, dropout, conv_dropout,
+                      constrained, 512, 0.5)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (f"{name.upper().replace('VGG', 'VGG-')} for CIFAR ({params} params). Defaults: "
+                     "batch_norm=True, pool=\"avg\", bias=True, dropout=0.5.")
+    return register_model(build)
+
+
+vgg11 = _cifar_vgg("vgg11", "9.2M")
+vgg16 = _cifar_vgg("vgg16", "15M")
 
 
 @register_model
-def vgg16(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    batch_norm: bool | None = None,
-    pool: str | None = None,
-    bias: bool | None = None,
-    dropout: float | None = None,
-    conv_dropout: float | None = None,
-    constrained: bool = False,
-) -> nn.Module:
-    """VGG-16 for CIFAR (15M params). Defaults: batch_norm=True, pool="avg", bias=True, dropout=0.5."""
-    return _build("vgg16", CFGS["vgg16"], num_classes, in_channels, batch_norm, pool, bias, dropout, conv_dropout, constrained, 512, 0.5)
-
-
-@register_model
-def vgg_small(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    batch_norm: bool | None = None,
-    pool: str | None = None,
-    bias: bool | None = None,
-    dropout: float | None = None,
-    conv_dropout: float | None = None,
-    constrained: bool = False,
-    width: int = 64,
-) -> nn.Module:
+def vgg_small(num_classes: int = 10, in_channels: int = 3, batch_norm: bool | None = None, pool: str | None = None,
+              bias: bool | None = None, dropout: float | None = None, conv_dropout: float | None = None,
+              constrained: bool = False, width: int = 64) -> nn.Module:
     """w-w-pool-2w-2w-pool-4w-4w-pool, global average pool, linear; w = `width` (64: 1.15M params).
 
     Intent: a CIFAR-10 model small enough to train on a CPU. Measured on this project's 2 CPU

@@ -1,13 +1,13 @@
 """SpikingNeuron: a module that owns its membrane state and runs the shared step over time."""
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Callable, ClassVar, Union
 
 import torch
-from torch import nn
 
 from ..errors import ConfigError
-from .functional import Negative, Reset, StepWorkspace, compiled_step, neuron_step_
+from ..graph import StatefulModule
+from .functional import Negative, Reset, StepWorkspace, neuron_step_
 
 ThresholdLike = Union[float, torch.Tensor]
 
@@ -21,7 +21,7 @@ def _as_threshold(threshold: ThresholdLike) -> torch.Tensor:
     return t
 
 
-class SpikingNeuron(nn.Module):
+class SpikingNeuron(StatefulModule):
     """Integrate-and-fire neuron family; subclasses fix `reset` and `negative`.
 
     Calling it with x: [T, N, ...] (time first) runs T steps and returns theta * s(t), same shape.
@@ -29,8 +29,11 @@ class SpikingNeuron(nn.Module):
     a new sample. `threshold` is a float (layer-wise) or a tensor that broadcasts against one
     sample's shape: [C, 1, 1] per channel, [C, H, W] per neuron, [F] for linear layers.
     `v_init` is the initial membrane potential as a fraction of the threshold.
+    `kind` is the neuron's name in the registry (neurons.registry.NEURONS); config() describes the
+    neuron for saving (the threshold is a tensor and goes with the weights).
     """
 
+    kind: ClassVar[str] = ""
     reset_mode: Reset = Reset.SOFT
     negative: Negative = Negative.NONE
 
@@ -43,7 +46,13 @@ class SpikingNeuron(nn.Module):
         self.register_buffer("v", None, persistent=False)
         self.register_buffer("n", None, persistent=False)
         self._ws: StepWorkspace | None = None
-        self.compiled = False  # use the torch.compile'd fused step (see functional.compiled_step)
+        # a fused step(v, n, z, out, threshold) to use instead of the eager one; set only for the
+        # duration of a run by SpikingModel.compiled_neurons()
+        self.fused_step: Callable[..., None] | None = None
+
+    def config(self) -> dict[str, Any]:
+        """{"kind": registry name, "v_init": ...}: with the threshold, enough to rebuild the neuron."""
+        return {"kind": self.kind, "v_init": self.v_init}
 
     def reset(self) -> None:
         """Forget the membrane potential and spike memory (start of a new sample)."""
@@ -81,10 +90,10 @@ class SpikingNeuron(nn.Module):
                 f"shape {tuple(x.shape[1:])}; call reset() before a new batch"
             )
         out = torch.empty_like(x)
-        if self.compiled:
+        step = self.fused_step
+        if step is not None:
             if self.n is None:
                 self.n = torch.zeros_like(self.v)
-            step = compiled_step(self.reset_mode, self.negative)
             thr_t = self.threshold.to(x.dtype)
             for t in range(x.shape[0]):
                 step(self.v, self.n, x[t], out[t], thr_t)

@@ -13,6 +13,7 @@ th_neg is -theta for SNM and "just below 0" for Fast-SNN's signed IF neuron.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Callable
 
 import torch
 
@@ -152,19 +153,15 @@ def _fused_signed(level: float):
     return step
 
 
-_COMPILED: dict[tuple[Reset, Negative], object] = {}
-
-
-def compiled_step(reset: Reset, negative: Negative):
+def fused_step(reset: Reset, negative: Negative) -> Callable[..., None]:
     """The same step as `neuron_step_`, written as one expression per state and compiled with
-    torch.compile into a single fused loop (one memory pass instead of five to eleven). Compiled on
-    first use (seconds); float results can differ from the eager step in the last bit where the
-    compiler contracts a multiply and a subtraction (FMA)."""
-    key = (reset, negative)
-    if key not in _COMPILED:
-        if negative is Negative.NONE:
-            fn = _fused_if_soft if reset is Reset.SOFT else _fused_if_hard
-        else:
-            fn = _fused_signed(-1.0 if negative is Negative.AT_MINUS_THRESHOLD else BELOW_ZERO_TOLERANCE)
-        _COMPILED[key] = torch.compile(fn, dynamic=True)
-    return _COMPILED[key]
+    torch.compile into a single fused loop (one memory pass instead of five to eleven), called as
+    step(v, n, z, out, threshold). Compiled on first call (seconds); float results can differ from
+    the eager step in the last bit where the compiler contracts a multiply and a subtraction (FMA).
+    Each call returns a new compiled callable: the caller keeps it as long as it needs it (the
+    SpikingModel that runs the neurons), so no cache outlives a model."""
+    if negative is Negative.NONE:
+        fn = _fused_if_soft if reset is Reset.SOFT else _fused_if_hard
+    else:
+        fn = _fused_signed(-1.0 if negative is Negative.AT_MINUS_THRESHOLD else BELOW_ZERO_TOLERANCE)
+    return torch.compile(fn, dynamic=True)

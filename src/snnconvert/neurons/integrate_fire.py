@@ -22,5 +22,9 @@ class IFNeuron(SpikingNeuron):
         except ValueError:
             raise ConfigError(f"reset must be 'hard' or 'soft', got {reset!r}") from None
 
+    @property  # type: ignore[override]
+    def kind(self) -> str:
+        return "if_hard" if self.reset_mode is Reset.HARD else "if_soft"
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, reset={self.reset_mode.value}"

@@ -9,6 +9,7 @@ class SNMNeuron(SpikingNeuron):
     """Signed Neuron with Memory: +theta spike at V >= theta; -theta spike at V <= -theta while the
     memory M = theta * n of net transmitted output is > 0; subtractive reset both ways. V(0) = 0."""
 
+    kind = "snm"
     reset_mode = Reset.SOFT
     negative = Negative.AT_MINUS_THRESHOLD
 
@@ -21,6 +22,7 @@ class SignedIFNeuron(SpikingNeuron):
     so far is > 0 (V += theta). V(0) = theta / 2 turns the count into round() of the input, so at
     T = 2^b - 1 steps with evenly arriving input it equals the b-bit QANN level exactly."""
 
+    kind = "signed_if"
     reset_mode = Reset.SOFT
     negative = Negative.BELOW_ZERO
 

@@ -12,17 +12,29 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError
 from ..training import TrainConfig, TrainResult, train
 from .quantize import quantize, quantized_bits, set_bits
+from .quantizer import check_bits
+
+PROGRESSIVE_BITS = (4, 3, 2)  # Fast-SNN's schedule: float -> 4 -> 3 -> 2 bits
 
 
-def train_progressive(model: nn.Module, train_set: Dataset, config: TrainConfig, bits: Sequence[int] = (4, 3, 2),
+def progressive_schedule(bits: int) -> list[int]:
+    """The stages that end at `bits`: 4 -> 3 -> 2 down to `bits` (3 -> [4, 3], 1 -> [4, 3, 2, 1]); [bits] above 4."""
+    check_bits(bits)
+    return [b for b in PROGRESSIVE_BITS if b > bits] + [bits] if bits <= PROGRESSIVE_BITS[0] else [bits]
+
+
+def train_progressive(model: nn.Module, train_set: Dataset, config: TrainConfig, bits: Sequence[int] = PROGRESSIVE_BITS,
                       *, calibration_data: Any = None, val_set: Dataset | None = None,
                       checkpoint_dir: str | Path | None = None, resume: bool = False,
-                      log: Callable[[dict], None] | None = None) -> dict[int, TrainResult]:
+                      log: Callable[[dict], None] | None = None,
+                      after_stage: Callable[[int, nn.Module], None] | None = None) -> dict[int, TrainResult]:
     """Train one stage per bit width in `bits` (decreasing), each initialised from the previous stage.
 
     `model` is a trained float ANN (or an already quantized one). A float model is quantized with
     alphas from `calibration_data` (a high percentile of each activation) before the first stage.
     Returns {bits: TrainResult}; stage checkpoints go to checkpoint_dir/bits{b}/.
+    `after_stage(bits, model)` is called after each stage with the stage's trained model (eval mode),
+    before the next stage trains it further (e.g. to convert each stage as soon as it is done).
     """
     if not bits or any(b2 >= b1 for b1, b2 in zip(bits, bits[1:])):
         raise ConfigError(f"bits must be a decreasing sequence such as (4, 3, 2), got {tuple(bits)}")
@@ -37,5 +49,7 @@ def train_progressive(model: nn.Module, train_set: Dataset, config: TrainConfig,
         res = train(current, train_set, replace(config), val_set=val_set, checkpoint_dir=ckpt, resume=resume,
                     log=stage_log)
         results[b] = TrainResult(copy.deepcopy(res.model), res.history)
+        if after_stage is not None:
+            after_stage(b, results[b].model)
         current = res.model
     return results

@@ -7,12 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..calibration.calibrate import activation_statistics
-from ..calibration.granularity import Granularity
-from ..calibration.rules import Percentile
-from ..conversion.graph import _activation_types, fx_trace, is_activation_node, trace
+from ..calibration import Granularity, Percentile, activation_statistics
 from ..errors import ConfigError
-from .quantizer import QuantReLU
+from ..graph import fx_trace, is_activation_node, trace
+from .quantizer import QuantReLU, check_bits
 
 
 def quantize(model: nn.Module, bits: int, calibration_data: Any = None, percentile: float = 99.9,
@@ -24,20 +22,18 @@ def quantize(model: nn.Module, bits: int, calibration_data: Any = None, percenti
     activation's positive values on `calibration_data` when given, else at `default_alpha`.
     Activations that are already QuantReLU get the new bit width and keep their alpha.
     """
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise ConfigError(f"bits must be an integer in [1, 16], got {bits!r}")
+    check_bits(bits)
     alphas: dict[str, float] = {}
     if calibration_data is not None:
         program = trace(model)
-        stats, _ = activation_statistics(program, calibration_data, Percentile(percentile), Granularity.LAYER,
-                                         batch_size)
+        q = Percentile(percentile).q  # checks 0 < q <= 100
+        stats, _ = activation_statistics(program, calibration_data, Granularity.LAYER, q, batch_size)
         alphas = {k: float(v) for k, v in stats.items()}
     was_training = model.training
-    gm = fx_trace(copy.deepcopy(model), _activation_types())
-    act_types = _activation_types()
+    gm = fx_trace(copy.deepcopy(model))
     count = 0
     for node in list(gm.graph.nodes):
-        if not is_activation_node(node, gm, act_types):
+        if not is_activation_node(node, gm):
             continue
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target), QuantReLU):
             gm.get_submodule(node.target).set_bits(bits)

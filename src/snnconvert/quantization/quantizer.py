@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..graph import ActivationModule
 
 MIN_BITS = 1
 MAX_BITS = 16
@@ -21,7 +22,8 @@ ALPHA_MIN = 1e-4
 """Lower bound applied to alpha in forward, so a step that drives alpha to <= 0 cannot divide by zero."""
 
 
-def _check_bits(bits: int) -> int:
+def check_bits(bits: int) -> int:
+    """`bits` if it is an int in [MIN_BITS, MAX_BITS], else ConfigError."""
     if isinstance(bits, bool) or not isinstance(bits, int):
         raise ConfigError(f"bits must be an int in [{MIN_BITS}, {MAX_BITS}], got {bits!r}")
     if not MIN_BITS <= bits <= MAX_BITS:
@@ -29,7 +31,7 @@ def _check_bits(bits: int) -> int:
     return bits
 
 
-class QuantReLU(nn.Module):
+class QuantReLU(ActivationModule):
     """ReLU replaced by a b-bit uniform quantizer on [0, alpha]; alpha is learned.
 
     Output takes the L + 1 = 2^b values k * alpha / L, k = 0..L. Rounding uses torch.round
@@ -40,7 +42,7 @@ class QuantReLU(nn.Module):
 
     def __init__(self, bits: int, alpha: float = 6.0) -> None:
         super().__init__()
-        self.bits = _check_bits(bits)
+        self.bits = check_bits(bits)
         alpha = float(alpha)
         if not math.isfinite(alpha) or alpha <= 0:
             raise ConfigError(f"alpha (the clipping value) must be finite and > 0, got {alpha!r}")
@@ -53,7 +55,7 @@ class QuantReLU(nn.Module):
 
     def set_bits(self, bits: int) -> None:
         """Change the bit width in place (progressive training 32 -> 4 -> 3 -> 2); alpha is kept."""
-        self.bits = _check_bits(bits)
+        self.bits = check_bits(bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """q = alpha * u_q / L with u = clamp(x/alpha, 0, 1) * L and u_q = u + (round(u) - u).detach()."""

@@ -1,12 +1,10 @@
 """Accuracy-versus-time-steps plot (needs matplotlib: pip install 'snnconvert[plot]')."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..outdir import replace_atomic
+from ..files import atomic_write
 
 
 def plot_accuracy_vs_T(rows: dict[str, list[float]], path: str | Path, ann: dict[str, float] | None = None,
@@ -32,13 +30,8 @@ def plot_accuracy_vs_T(rows: dict[str, list[float]], path: str | Path, ann: dict
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        replace_atomic(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

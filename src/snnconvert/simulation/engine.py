@@ -8,18 +8,21 @@ before the first neuron are computed once per sample.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..conversion.graph import ACTIVATION, INPUT, LAYER, MAXPOOL, OUTPUT, Program, map_refs
-from ..conversion.ops import SYNAPTIC_TYPES
 from ..errors import ConfigError
+from ..graph import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Program, map_refs
+from ..graph.ops import SYNAPTIC_TYPES
+from ..neurons import Negative, Reset, SpikingNeuron, fused_step
 from .encoding import Direct, Encoder
 from .record import Recorder
 
-_SIZE_NODES = {("method", "size"), ("method", "dim"), ("function", "getattr")}
+_SIZE_NODES = {(METHOD, "size"), (METHOD, "dim"), (FUNCTION, "getattr")}
 
 
 def check_steps(T: Any) -> int:
@@ -32,15 +35,19 @@ class SpikingModel(nn.Module):
     """A converted SNN. `forward(x, T)` returns the mean output over T steps (the ANN's output shape).
 
     Attributes: `program` (nodes + layers, neurons at the former activations), `method` (a JSON-able
-    description of how it was converted) and `default_T` (Fast-SNN: 2^b - 1), which may be None.
+    description of how it was converted, for reports), `method_config` (methods.Method.config() of
+    the method, None when unknown) and `default_T` (Fast-SNN: 2^b - 1), which may be None.
     """
 
-    def __init__(self, program: Program, method: dict[str, Any] | None = None, default_T: int | None = None) -> None:
+    def __init__(self, program: Program, method: dict[str, Any] | None = None, default_T: int | None = None,
+                 method_config: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.program = program
         self.method = dict(method or {})
+        self.method_config = method_config
         self.default_T = default_T
         self._batch: dict[str, Any] | None = None  # the run in progress (input, static cache)
+        self._fused: dict[tuple[Reset, Negative], Callable[..., None]] = {}  # compiled steps, this model's own
         self._plan()
 
     def _plan(self) -> None:
@@ -49,7 +56,7 @@ class SpikingModel(nn.Module):
         static = {self.program.input_name}
         self._static_ok = True
         for n in nodes[1:]:
-            if n.kind == OUTPUT or n.name in self._stateful:
+            if n.kind is OUTPUT or n.name in self._stateful:
                 continue
             if all(r in static for r in n.refs()):
                 static.add(n.name)
@@ -62,16 +69,28 @@ class SpikingModel(nn.Module):
                 last_use[r] = i
         self._last_use = last_use
 
-    def neurons(self) -> dict[str, nn.Module]:
+    def neurons(self) -> dict[str, SpikingNeuron]:
         """Neuron modules by activation node name, in network order."""
-        return {n.name: self.program.layers[n.target] for n in self.program.nodes if n.kind == ACTIVATION}
+        return {n.name: self.program.layers[n.target] for n in self.program.nodes if n.kind is ACTIVATION}
 
-    def compile_neurons(self, enabled: bool = True) -> "SpikingModel":
-        """Run every neuron's update as one torch.compile'd fused loop (seconds of compilation on
-        first use, then several times faster neuron updates; see benchmarks/results)."""
-        for neuron in self.neurons().values():
-            neuron.compiled = enabled
-        return self
+    @contextmanager
+    def compiled_neurons(self, enabled: bool = True) -> Iterator["SpikingModel"]:
+        """Inside the block every neuron's update runs as one torch.compile'd fused loop (seconds of
+        compilation on first use, then several times faster neuron updates; see benchmarks/results).
+        On leaving it the neurons run eagerly again. The compiled steps are kept by this model (one
+        per neuron type), so a later block reuses them; `enabled=False` is a block without them."""
+        neurons = list(self.neurons().values())
+        before = [n.fused_step for n in neurons]
+        try:
+            for n in neurons:
+                key = (n.reset_mode, n.negative)
+                if enabled and key not in self._fused:
+                    self._fused[key] = fused_step(*key)
+                n.fused_step = self._fused[key] if enabled else None
+            yield self
+        finally:
+            for n, step in zip(neurons, before):
+                n.fused_step = step
 
     def reset(self) -> None:
         """Clear every neuron's (and spiking max pool's) state: the next call starts new samples."""
@@ -137,7 +156,7 @@ class SpikingModel(nn.Module):
             return v
 
         for i, node in enumerate(self.program.nodes):
-            if node.kind == INPUT:
+            if node.kind is INPUT:
                 if use_static:
                     env[node.name] = x
                     is_static.add(node.name)
@@ -146,20 +165,20 @@ class SpikingModel(nn.Module):
                     if seq.dim() == x.dim():  # a static encoder on a graph that cannot use it
                         seq = x.unsqueeze(0).expand(K, *x.shape)
                     env[node.name] = seq.reshape(K * B, *x.shape[1:])
-            elif node.kind == OUTPUT:
+            elif node.kind is OUTPUT:
                 out = folded(node.args[0].name)
                 return out.reshape(K, B, *out.shape[1:])
             elif node.name in self._stateful:
                 src = node.args[0].name
                 layer = self.program.layers[node.target]
-                if src in is_static and node.kind == MAXPOOL:
+                if src in is_static and node.kind is MAXPOOL:
                     env[node.name] = static_cache.setdefault(node.name, layer.static_forward(env[src]))
                     is_static.add(node.name)
                 else:
                     z = env[src]
                     zk = z.unsqueeze(0).expand(K, *z.shape) if src in is_static else z.view(K, B, *z.shape[1:])
                     out = layer(zk)
-                    if recorder is not None and node.kind == ACTIVATION:
+                    if recorder is not None and node.kind is ACTIVATION:
                         recorder.count_spikes(node.name, out)
                     env[node.name] = out.reshape(K * B, *out.shape[2:])
             elif use_static and node.name in self._static_region:
@@ -175,7 +194,7 @@ class SpikingModel(nn.Module):
                 args = map_refs(node.args, lambda r: folded(r.name))
                 kwargs = map_refs(node.kwargs, lambda r: folded(r.name))
                 if recorder is not None:
-                    analog = node.kind == LAYER and (
+                    analog = node.kind is LAYER and (
                         node.args[0].name in is_static or (encoder.static and node.name in self._static_region))
                     self._record_synapses(node, args[0] if args else None, K, analog, recorder)
                 env[node.name] = self.program.call(node, args, kwargs)
@@ -212,7 +231,7 @@ class SpikingModel(nn.Module):
     def _record_synapses(self, node, x: Any, K: int, analog: bool, recorder: Recorder) -> None:
         """Count a conv/linear layer's work: MACs per image if its input is the constant analog
         signal, else the synaptic operations its nonzero (spike) inputs trigger at each step."""
-        if node.kind != LAYER or not isinstance(self.program.layers[node.target], SYNAPTIC_TYPES):
+        if node.kind is not LAYER or not isinstance(self.program.layers[node.target], SYNAPTIC_TYPES):
             return
         layer = self.program.layers[node.target]
         if analog:

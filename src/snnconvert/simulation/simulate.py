@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -10,9 +11,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..batches import iter_batches
-from ..conversion.graph import LAYER, Program, trace
-from ..conversion.ops import SYNAPTIC_TYPES
 from ..errors import ConfigError
+from ..evaluation import accuracy, eval_mode
+from ..graph import LAYER, Program, trace
+from ..graph.ops import SYNAPTIC_TYPES
 from .early_exit import ExitTracker, ExitWhenStable
 from .encoding import Direct, Encoder
 from .engine import SpikingModel, check_steps
@@ -23,7 +25,7 @@ from .result import LayerActivity, SimulationResult
 def ann_macs(program: Program, x: torch.Tensor) -> float:
     """Multiply-accumulates per sample of the ANN: the synapse count of every conv/linear layer."""
     inputs = {n.args[0].name: n for n in program.nodes
-              if n.kind == LAYER and isinstance(program.layers[n.target], SYNAPTIC_TYPES)}
+              if n.kind is LAYER and isinstance(program.layers[n.target], SYNAPTIC_TYPES)}
     with torch.no_grad():
         _, cap = program.run(x[:1], inputs.keys())
     total = 0.0
@@ -36,20 +38,6 @@ def auto_chunk(snn: SpikingModel, x: torch.Tensor, T: int, memory_budget_mb: flo
     """Steps per chunk so that one chunk's values (time folded into the batch) fit the budget."""
     per_step = max(1, snn.step_bytes(x, encoder) * 2)  # x2: the neuron loop's buffers and temporaries
     return int(max(1, min(T, memory_budget_mb * 2**20 // per_step)))
-
-
-def ann_accuracy(ann: nn.Module, data: Any, batch_size: int) -> float:
-    was = ann.training
-    ann.eval()
-    correct = total = 0
-    with torch.no_grad():
-        for x, y in iter_batches(data, batch_size, "data"):
-            if y is None:
-                raise ConfigError("ANN accuracy needs labelled data: (inputs, labels) pairs")
-            correct += (ann(x).argmax(-1) == y).sum().item()
-            total += len(y)
-    ann.train(was)
-    return correct / total
 
 
 def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Module | None = None,
@@ -69,8 +57,8 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     settled and keeps that prediction for the remaining steps; its work is skipped from the next
     chunk on (chunks of at most 2 steps then). The result then also holds the steps each sample
     used (`exit_steps_histogram`, `mean_steps`); accuracy[-1] is the early-exit accuracy.
-    `compile=True` runs the neuron updates as torch.compile'd fused loops (SpikingModel.compile_neurons);
-    None leaves the model's setting as it is.
+    `compile=True` runs the neuron updates as torch.compile'd fused loops for this call
+    (SpikingModel.compiled_neurons), `False` eagerly; None leaves the model's setting as it is.
     """
     if not isinstance(snn, SpikingModel):
         raise ConfigError(f"simulate() needs a SpikingModel from snnconvert.convert(), got {type(snn).__name__}")
@@ -87,9 +75,8 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     k_auto: int | None = None
     bar = tqdm(desc=f"simulating T={T}", unit="img", disable=not progress)
     snn.eval()
-    if compile is not None:
-        snn.compile_neurons(compile)
-    with torch.no_grad():
+    scope = snn.compiled_neurons(compile) if compile is not None else nullcontext()
+    with torch.no_grad(), scope:
         for x, y in iter_batches(data, batch_size, "data"):
             if y is None:
                 raise ConfigError("simulate() needs labelled data: (inputs, labels) pairs or a labelled Dataset")
@@ -142,7 +129,8 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
         result.synops_per_step = total.tolist()
         result.static_macs_per_sample = sum(recorder.static_macs.values())
     if ann is not None:
-        result.ann_accuracy = ann_accuracy(ann, data, batch_size)
+        with eval_mode(ann):
+            result.ann_accuracy = accuracy(ann, data, batch_size, "data")
         result.ann_macs_per_sample = ann_macs(trace(ann), first_x)
     result.seconds = time.perf_counter() - start
     return result

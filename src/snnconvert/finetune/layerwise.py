@@ -19,8 +19,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..batches import iter_batches
-from ..conversion.graph import ACTIVATION, INPUT, LAYER, MAXPOOL, Node, Program, map_refs, trace
 from ..errors import ConfigError, ModelError
+from ..evaluation import accuracy
+from ..graph import ACTIVATION, INPUT, LAYER, MAXPOOL, Node, Program, map_refs, trace
 from ..simulation.engine import SpikingModel, check_steps
 
 
@@ -73,7 +74,7 @@ def _run_subgraph(program: Program, nodes: list[Node], values: dict[str, torch.T
     for node in nodes:
         args = map_refs(node.args, lambda r: env[r.name])
         kwargs = map_refs(node.kwargs, lambda r: env[r.name])
-        if node.kind == MAXPOOL:
+        if node.kind is MAXPOOL:
             env[node.name] = program.layers[node.target].static_forward(*args)
         else:
             env[node.name] = program.call(node, args, kwargs)
@@ -81,14 +82,8 @@ def _run_subgraph(program: Program, nodes: list[Node], values: dict[str, torch.T
 
 
 def _accuracy(snn: SpikingModel, data: Any, T: int, batch_size: int) -> float:
-    correct = total = 0
-    with torch.no_grad():
-        for x, y in iter_batches(data, batch_size, "fine-tuning data"):
-            if y is None:
-                raise ConfigError("fine-tuning needs labelled data (inputs, labels) to accept or reject updates")
-            correct += (snn(x, T).flatten(1).argmax(-1) == y).sum().item()
-            total += len(y)
-    return correct / total
+    """The SNN's accuracy after T steps; it decides whether a layer's update is kept."""
+    return accuracy(lambda x: snn(x, T), data, batch_size, "fine-tuning data (labelled, to accept or reject updates)")
 
 
 def _layer_mse(snn: SpikingModel, qprog: Program, data: Any, name: str, T: int, batch_size: int) -> float:
@@ -130,7 +125,7 @@ def finetune_layerwise(snn: SpikingModel, qann: nn.Module, data: Any, *, T: int 
     say = log or (lambda s: None)
     for name in neurons[1:]:
         nodes, boundary = layer_subgraph(snn.program, name)
-        params = [p for n in nodes if n.kind == LAYER for p in snn.program.layers[n.target].parameters()]
+        params = [p for n in nodes if n.kind is LAYER for p in snn.program.layers[n.target].parameters()]
         if not params:
             continue
         for p in params:

@@ -1,15 +1,14 @@
-"""A model as a small, serialisable program: a list of named nodes over a dict of modules.
+"""trace(model): an nn.Module -> a Program, with torch.fx.
 
-`trace(model)` turns an nn.Module into a `Program` with torch.fx (on a deep copy: the user's model
-is never modified), folds batch norm into the preceding conv/linear, drops dropout/identity and
-marks every ReLU-like activation. The same Program runs as the ANN (for calibration) and, with its
-activations replaced by neurons, as the SNN; node names are kept, so the two line up.
+Tracing works on a deep copy (the user's model is never modified), folds eval-mode batch norm into
+the conv/linear feeding it, drops dropout and identity, and marks every ReLU-like activation (see
+patterns.py). Anything outside the op table raises UnsupportedOperationError naming the node and
+listing what is supported.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -18,118 +17,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from ..errors import ModelError, UnsupportedOperationError
 from . import ops
-
-# Node kinds.
-INPUT, LAYER, ACTIVATION, MAXPOOL, FUNCTION, METHOD, OUTPUT = (
-    "input", "layer", "activation", "maxpool", "function", "method", "output")
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A reference to another node's value inside a node's arguments."""
-
-    name: str
-
-
-@dataclass
-class Node:
-    """One operation: `kind` decides how `target` is looked up (module key, function or method name)."""
-
-    name: str
-    kind: str
-    target: str
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-
-    def refs(self) -> list[str]:
-        return [r.name for r in _iter_refs((self.args, self.kwargs))]
-
-
-def _iter_refs(value: Any) -> Iterator[Ref]:
-    if isinstance(value, Ref):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            yield from _iter_refs(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _iter_refs(v)
-    elif isinstance(value, slice):
-        yield from _iter_refs((value.start, value.stop, value.step))
-
-
-def map_refs(value: Any, fn) -> Any:
-    """Replace every Ref inside nested args by fn(ref)."""
-    if isinstance(value, Ref):
-        return fn(value)
-    if isinstance(value, tuple):
-        return tuple(map_refs(v, fn) for v in value)
-    if isinstance(value, list):
-        return [map_refs(v, fn) for v in value]
-    if isinstance(value, dict):
-        return {k: map_refs(v, fn) for k, v in value.items()}
-    if isinstance(value, slice):
-        return slice(map_refs(value.start, fn), map_refs(value.stop, fn), map_refs(value.step, fn))
-    return value
-
-
-class Program(nn.Module):
-    """Nodes in topological order plus the modules they call (`layers[key]`)."""
-
-    def __init__(self, nodes: list[Node], layers: dict[str, nn.Module]) -> None:
-        super().__init__()
-        self.nodes = nodes
-        self.layers = nn.ModuleDict(layers)
-
-    @property
-    def input_name(self) -> str:
-        return next(n.name for n in self.nodes if n.kind == INPUT)
-
-    def activation_nodes(self) -> list[Node]:
-        return [n for n in self.nodes if n.kind == ACTIVATION]
-
-    def node(self, name: str) -> Node:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
-    def call(self, node: Node, args: tuple, kwargs: dict) -> Any:
-        """Run one non-input node on concrete values."""
-        if node.kind in (LAYER, ACTIVATION, MAXPOOL):
-            return self.layers[node.target](*args, **kwargs)
-        if node.kind == FUNCTION:
-            return ops.FUNCTIONS[node.target](*args, **kwargs)
-        if node.kind == METHOD:
-            obj, *rest = args
-            # in-place variants run out of place: values may be shared across time steps
-            return getattr(obj, node.target.rstrip("_"))(*rest, **kwargs)
-        raise ModelError(f"node {node.name!r} of kind {node.kind!r} cannot be called")
-
-    def run(self, x: torch.Tensor, capture: Iterable[str] = (), stop_after: str | None = None
-            ) -> tuple[Any, dict[str, torch.Tensor]]:
-        """Evaluate as an ordinary network. Returns (output, {name: value} for names in `capture`)."""
-        want = set(capture)
-        env: dict[str, Any] = {}
-        captured: dict[str, torch.Tensor] = {}
-        out = None
-        for node in self.nodes:
-            if node.kind == INPUT:
-                env[node.name] = x
-            elif node.kind == OUTPUT:
-                out = env[node.args[0].name]
-            else:
-                args = map_refs(node.args, lambda r: env[r.name])
-                kwargs = map_refs(node.kwargs, lambda r: env[r.name])
-                env[node.name] = self.call(node, args, kwargs)
-            if node.name in want:
-                captured[node.name] = env[node.name]
-            if stop_after is not None and node.name == stop_after:
-                break
-        return out, captured
-
-    def forward(self, x: torch.Tensor) -> Any:
-        return self.run(x)[0]
+from .patterns import ACTIVATION_TYPES, StatefulModule, is_activation_call
+from .program import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Node, Program, Ref
 
 
 class _Tracer(fx.Tracer):
@@ -139,12 +28,6 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
-
-
-def _activation_types() -> tuple[type, ...]:
-    from ..quantization.quantizer import QuantReLU
-
-    return (nn.ReLU, QuantReLU)
 
 
 def _check_finite(model: nn.Module) -> None:
@@ -185,10 +68,6 @@ def _fold_batch_norm(gm: fx.GraphModule) -> None:
     gm.graph.lint()
 
 
-def _is_zero(v: Any) -> bool:
-    return isinstance(v, (int, float)) and v == 0
-
-
 def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
     if node.op == "call_module":
         return f"module {type(gm.get_submodule(node.target)).__name__} at '{node.target}'"
@@ -199,7 +78,7 @@ def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
     return f"{node.op} {node.target}"
 
 
-def fx_trace(model: nn.Module, leaf_types: tuple[type, ...]) -> fx.GraphModule:
+def fx_trace(model: nn.Module, leaf_types: tuple[type, ...] = ACTIVATION_TYPES) -> fx.GraphModule:
     """torch.fx-trace `model` (not copied here), leaf types kept whole; errors made readable."""
     try:
         graph = _Tracer(leaf_types).trace(model)
@@ -211,35 +90,19 @@ def fx_trace(model: nn.Module, leaf_types: tuple[type, ...]) -> fx.GraphModule:
     return fx.GraphModule(model, graph)
 
 
-def is_activation_node(node: fx.Node, gm: fx.GraphModule, act_types: tuple[type, ...]) -> bool:
-    """True for ReLU-like fx nodes: modules of act_types, F.relu/torch.relu, .relu(), clamp(min=0)."""
-    if node.op == "call_module":
-        return isinstance(gm.get_submodule(node.target), act_types)
-    if node.op == "call_function":
-        return node.target in ops.RELU_FUNCTIONS or (
-            node.target in ops.CLAMP_FUNCTIONS and _clamp_is_relu(node.args, dict(node.kwargs)))
-    if node.op == "call_method":
-        return node.target in ops.RELU_METHODS or (
-            node.target in ops.CLAMP_METHODS and _clamp_is_relu(node.args, dict(node.kwargs)))
-    return False
-
-
 def trace(model: nn.Module, leaf_modules: tuple[type[nn.Module], ...] = (), fold_bn: bool = True) -> Program:
     """Trace a deep copy of `model` (eval mode) into a Program; raise on anything unsupported."""
     if not isinstance(model, nn.Module):
         raise ModelError(f"expected a torch.nn.Module, got {type(model).__name__}")
     _check_finite(model)
     model = copy.deepcopy(model).eval()
-    from ..neurons import SpikingNeuron
-
-    act_types = _activation_types()
-    gm = fx_trace(model, tuple(leaf_modules) + act_types + (SpikingNeuron,))
+    gm = fx_trace(model, tuple(leaf_modules) + ACTIVATION_TYPES + (StatefulModule,))
     if fold_bn:
         _fold_batch_norm(gm)
-    return _to_program(gm, act_types)
+    return _to_program(gm)
 
 
-def _to_program(gm: fx.GraphModule, act_types: tuple[type, ...]) -> Program:
+def _to_program(gm: fx.GraphModule) -> Program:
     nodes: list[Node] = []
     layers: dict[str, nn.Module] = {}
     alias: dict[str, str] = {}  # removed nodes (dropout, identity) -> the node they pass through
@@ -294,7 +157,7 @@ def _to_program(gm: fx.GraphModule, act_types: tuple[type, ...]) -> Program:
                                     "are not supported; use nn modules")
         elif node.op == "call_module":
             m = gm.get_submodule(node.target)
-            if isinstance(m, act_types):
+            if isinstance(m, ACTIVATION_TYPES):
                 act = nn.ReLU() if isinstance(m, nn.ReLU) else m  # never in-place: inputs may be captured
                 nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, act, fresh=True), (ref(args[0]),)))
             elif isinstance(m, ops.REMOVED_TYPES):
@@ -310,9 +173,7 @@ def _to_program(gm: fx.GraphModule, act_types: tuple[type, ...]) -> Program:
                 raise unsupported(node)
         elif node.op == "call_function":
             fn = node.target
-            if fn in ops.RELU_FUNCTIONS:
-                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, nn.ReLU(), fresh=True), (ref(args[0]),)))
-            elif fn in ops.CLAMP_FUNCTIONS and _clamp_is_relu(args, kwargs):
+            if is_activation_call(node.op, fn, args, kwargs):
                 nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, nn.ReLU(), fresh=True), (ref(args[0]),)))
             elif fn in ops.DROPOUT_FUNCTIONS:
                 alias[node.name] = alias.get(args[0].name, args[0].name)
@@ -324,7 +185,7 @@ def _to_program(gm: fx.GraphModule, act_types: tuple[type, ...]) -> Program:
             else:
                 raise unsupported(node)
         elif node.op == "call_method":
-            if node.target in ops.RELU_METHODS or (node.target in ops.CLAMP_METHODS and _clamp_is_relu(args, kwargs)):
+            if is_activation_call(node.op, node.target, args, kwargs):
                 nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, nn.ReLU(), fresh=True), (ref(args[0]),)))
             elif node.target in ops.METHODS:
                 nodes.append(Node(node.name, METHOD, node.target, ref(args), ref(kwargs)))
@@ -333,12 +194,6 @@ def _to_program(gm: fx.GraphModule, act_types: tuple[type, ...]) -> Program:
         else:
             raise unsupported(node)
     return Program(nodes, layers)
-
-
-def _clamp_is_relu(args: tuple, kwargs: dict) -> bool:
-    lo = kwargs.get("min", args[1] if len(args) > 1 else None)
-    hi = kwargs.get("max", args[2] if len(args) > 2 else None)
-    return _is_zero(lo) and hi is None
 
 
 def _maxpool_module(dims: int, args: tuple, kwargs: dict, node: fx.Node, unsupported) -> nn.Module:

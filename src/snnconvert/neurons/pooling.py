@@ -22,8 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..graph import StatefulModule
 
-class SpikingMaxPool(nn.Module):
+
+class SpikingMaxPool(StatefulModule):
     """Wraps an nn.MaxPool{1,2,3}d. forward(x: [T, N, C, ...]) -> [T, N, C, ...pooled]; stateful."""
 
     def __init__(self, pool: nn.Module) -> None:
