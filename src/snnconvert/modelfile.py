@@ -12,7 +12,7 @@ from .errors import CheckpointError
 from .models import create_model
 from .files import ensure_writable_dir, write_json_atomic
 from .quantization import quantize, quantized_bits
-from .training import load_weights, save_weights
+from .io.weights import load_weights, save_weights
 
 CARD, WEIGHTS = "model.json", "model.safetensors"
 
