@@ -31,6 +31,15 @@ class Granularity(str, Enum):
             return (sample_shape[0],) + (1,) * (len(sample_shape) - 1)
         return tuple(sample_shape)
 
+    def group_max(self, x: torch.Tensor) -> torch.Tensor:
+        """Max of a batch x: [N, *sample] per threshold group, [G] (= to_groups(x).amax(1), without
+        the copy that to_groups makes)."""
+        if self is Granularity.LAYER or (self is Granularity.CHANNEL and x.dim() < 2):
+            return x.amax().reshape(1)
+        if self is Granularity.CHANNEL:
+            return x.amax(dim=[0, *range(2, x.dim())])
+        return x.amax(dim=0).reshape(-1)
+
     def to_groups(self, x: torch.Tensor) -> torch.Tensor:
         """Rearrange a batch x: [N, *sample] into [G, M] (one row per threshold group)."""
         if self is Granularity.LAYER:

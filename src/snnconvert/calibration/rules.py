@@ -17,7 +17,7 @@ from ..batches import iter_batches
 from ..errors import CalibrationError, CheckpointError, ConfigError
 from ..graph import Program
 from ..registry import Registry
-from .balancing import balance_thresholds
+from .balancing import DEFAULT_CACHE_MB, balance_thresholds
 from .granularity import Granularity
 from .statistics import activation_statistics, floor_dead, run_checked
 
@@ -113,14 +113,19 @@ class Percentile(ThresholdRule):
 class LayerInputMax(ThresholdRule):
     """RMP-SNN threshold balancing (Spike-Norm style): layer by layer, with every earlier layer
     already converted and spiking, theta_l = maximum over images and `steps` time steps of the
-    weighted input z_l(t) the layer's neurons receive (V_in^max)."""
+    weighted input z_l(t) the layer's neurons receive (V_in^max). `cache_mb` bounds the memory for
+    the recorded spikes that let each layer's pass start where the previous one ended (0: every
+    pass re-runs the network from the input; same thresholds, more time; see balancing.py)."""
 
     steps: int = 32
+    cache_mb: float = DEFAULT_CACHE_MB
     name: ClassVar[str] = "layer_input_max"
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"LayerInputMax needs steps >= 1, got {self.steps}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"LayerInputMax needs steps >= 1 (an int), got {self.steps!r}")
+        if not self.cache_mb >= 0:
+            raise ConfigError(f"LayerInputMax needs cache_mb >= 0, got {self.cache_mb}")
 
     def describe(self) -> str:
         return f"layer input max over {self.steps} steps (layer by layer)"
@@ -135,7 +140,7 @@ class LayerInputMax(ThresholdRule):
             run_checked(job.program, x0)
         snn = job.build_spiking({n.name: torch.tensor(1.0) for n in job.program.activation_nodes()})
         return balance_thresholds(snn, job.data, self.steps, job.granularity, job.scale, job.batch_size,
-                                  job.progress)
+                                  job.progress, self.cache_mb)
 
 
 @_registered

@@ -100,14 +100,24 @@ class SpikingModel(nn.Module):
 
     def run(self, x: torch.Tensor, T: int, encoder: Encoder = Direct(), chunk_size: int | None = None,
             recorder: Recorder | None = None, generator: torch.Generator | None = None,
-            stop_after: str | None = None, taps: dict[str, torch.Tensor | None] | None = None
+            stop_after: str | None = None, taps: dict[str, torch.Tensor | None] | None = None,
+            given: Callable[[int, int], dict[str, torch.Tensor]] | None = None,
+            given_names: frozenset[str] = frozenset(), capture: dict[str, list[torch.Tensor]] | None = None
             ) -> Iterator[torch.Tensor | None]:
         """Reset, then yield the output of each chunk of steps, [K, N, ...], until T steps have run.
 
         With `stop_after` a node name, each chunk stops after that node and yields None (used to
         calibrate a layer without running the layers after it). `taps` maps node names to running
-        sums over time of their values ([N, ...], filled in place; start them at None)."""
+        sums over time of their values ([N, ...], filled in place; start them at None).
+        `given(t0, K)` supplies, for the nodes in `given_names`, their values in the chunk of steps
+        t0+1..t0+K (time folded into the batch, [K*N, ...]): those nodes are not computed, and with
+        `stop_after` only the nodes needed for it (and for `capture`) run. `capture` maps node names
+        to lists that receive each chunk's value of the node ([K*N, ...])."""
         check_steps(T)
+        needed = None
+        if given is not None or capture is not None:
+            roots = [stop_after or self.program.nodes[-1].name] + list(capture or ())
+            needed = self.needed_for(roots, given_names)
         self.reset()
         if generator is None and hasattr(encoder, "seed"):  # a stochastic encoder: repeatable from its seed
             generator = torch.Generator(device=x.device).manual_seed(int(encoder.seed))
@@ -119,9 +129,25 @@ class SpikingModel(nn.Module):
             if len(self._batch["x"]) == 0:
                 return
             yield self._run_chunk(self._batch["x"], t, k, encoder, self._batch["static"], recorder, generator,
-                                  stop_after, taps=taps)
+                                  stop_after, taps=taps, needed=needed, given=None if given is None else given(t, k),
+                                  capture=capture)
             t += k
         self._batch = None
+
+    def needed_for(self, roots: list[str], given: frozenset[str] = frozenset()) -> set[str]:
+        """Names of the nodes whose values `roots` depend on (roots included), not looking behind the
+        nodes in `given` (whose values are supplied)."""
+        by_name = {n.name: n for n in self.program.nodes}
+        needed: set[str] = set()
+        stack = list(roots)
+        while stack:
+            name = stack.pop()
+            if name in needed:
+                continue
+            needed.add(name)
+            if name not in given:
+                stack.extend(by_name[name].refs())
+        return needed
 
     def keep(self, mask: torch.Tensor) -> None:
         """Drop the samples where `mask` [N] is False from a run in progress (between two chunks of
@@ -141,7 +167,9 @@ class SpikingModel(nn.Module):
     def _run_chunk(self, x: torch.Tensor, t0: int, K: int, encoder: Encoder, static_cache: dict[str, Any],
                    recorder: Recorder | None, generator: torch.Generator | None,
                    stop_after: str | None = None, measure: list[int] | None = None,
-                   taps: dict[str, torch.Tensor | None] | None = None) -> torch.Tensor | None:
+                   taps: dict[str, torch.Tensor | None] | None = None, needed: set[str] | None = None,
+                   given: dict[str, torch.Tensor] | None = None,
+                   capture: dict[str, list[torch.Tensor]] | None = None) -> torch.Tensor | None:
         B = x.shape[0]
         if recorder is not None:
             recorder.t0 = t0
@@ -156,7 +184,11 @@ class SpikingModel(nn.Module):
             return v
 
         for i, node in enumerate(self.program.nodes):
-            if node.kind is INPUT:
+            if needed is not None and node.name not in needed:
+                continue
+            if given is not None and node.name in given:
+                env[node.name] = given[node.name]
+            elif node.kind is INPUT:
                 if use_static:
                     env[node.name] = x
                     is_static.add(node.name)
@@ -202,6 +234,8 @@ class SpikingModel(nn.Module):
                 v = env[node.name]
                 s = v * K if node.name in is_static else v.view(K, B, *v.shape[1:]).sum(0)
                 taps[node.name] = s if taps[node.name] is None else taps[node.name] + s
+            if capture is not None and node.name in capture:
+                capture[node.name].append(folded(node.name))
             if measure is not None and isinstance(env.get(node.name), torch.Tensor):
                 measure.append(env[node.name].numel() * env[node.name].element_size())
             if node.name == stop_after:
