@@ -83,7 +83,8 @@ def main() -> None:
                    help="also run baseline, RMP and SNM to this T on the first --long-limit test images")
     p.add_argument("--long-limit", type=int, default=1000)
     p.add_argument("--long-snm-T", type=int, default=None, help="largest T of SNM's long run (default --long-T)")
-    p.add_argument("--compile", action="store_true", help="torch.compile'd neuron updates (same spikes, faster)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="torch.compile'd neuron updates (the default; same spikes, faster); --no-compile: eager")
     p.add_argument("--calib", type=int, default=1024, help="training images used for calibration")
     p.add_argument("--finetune-images", type=int, default=5000)
     p.add_argument("--threads", type=int, default=2)

@@ -10,6 +10,7 @@ MALLOC_* environment variables are recorded with the results, e.g.
     MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000 python benchmarks/simulation_speed.py
 
     python benchmarks/simulation_speed.py                          # CPU, 2 threads, batch 256
+    python benchmarks/simulation_speed.py --variants simulate simulate-record-off run-eager
     python benchmarks/simulation_speed.py --device cuda --threads 8
 Writes benchmarks/results/simulation_speed_<device>.json and prints a table.
 """
@@ -70,36 +71,66 @@ def run_ann(model: torch.nn.Module, x: torch.Tensor, passes: int) -> None:
             model(x)
 
 
-def speed(model_name: str, method: str, T: int, batch: int, device: str, repeats: int,
-          channels_last: bool = False, compiled: bool = False, ann_passes: int = 32) -> dict:
+VARIANTS = {
+    # name: what is timed for one SNN run of T steps over the batch
+    "simulate": "snnconvert.simulate() with its defaults: recording on, compiled neurons (compile='auto')",
+    "simulate-record-off": "simulate(record=False)",
+    "simulate-eager": "simulate(compile=False): recording on, eager neuron step",
+    "run-eager": "SpikingModel.run() alone (no recording, no read-out), eager neuron step",
+    "run-compiled": "SpikingModel.run() alone inside compiled_neurons()",
+}
+
+
+def snn_runner(variant: str, snn: sc.SpikingModel, x: torch.Tensor, y: torch.Tensor, T: int):
+    if variant.startswith("simulate"):
+        kw = {"record": False} if variant == "simulate-record-off" else (
+            {"compile": False} if variant == "simulate-eager" else {})
+        return lambda: sc.simulate(snn, (x, y), T, progress=False, **kw)
+    chunk = auto_chunk(snn, x, T, 512)
+    if variant == "run-compiled":
+        def run() -> None:
+            with snn.compiled_neurons():
+                run_snn(snn, x, T, chunk)
+        return run
+    return lambda: run_snn(snn, x, T, chunk)
+
+
+def compile_seconds(snn: sc.SpikingModel, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """First and second simulate(T=2) on this model: their difference is the compilation paid here
+    (0 when this process already compiled the same neuron types)."""
+    first = timed(lambda: sc.simulate(snn, (x, y), 2, progress=False), str(x.device))
+    second = timed(lambda: sc.simulate(snn, (x, y), 2, progress=False), str(x.device))
+    return {"first_simulate_T2_seconds": first, "second_simulate_T2_seconds": second,
+            "compile_seconds": max(0.0, first - second)}
+
+
+def speed(model_name: str, method: str, T: int, batch: int, device: str, repeats: int, variant: str,
+          channels_last: bool = False, ann_passes: int = 32) -> dict:
     """ANN and SNN timed in alternation, `repeats` times each, after a warm-up of both.
 
-    Each repeat times `ann_passes` ANN forward passes, then one SNN run of T steps. The ratio uses
-    the fastest repeat of each (on a shared machine other load only ever adds time, so the minimum is
-    the least disturbed estimate); the median of the per-repeat ratios is recorded beside it.
+    Each repeat times `ann_passes` ANN forward passes, then one SNN run of T steps as `variant` says
+    (VARIANTS). The ratio uses the fastest repeat of each (on a shared machine other load only ever
+    adds time, so the minimum is the least disturbed estimate); the median of the per-repeat ratios
+    is recorded beside it.
     """
     model, snn = build(model_name, method, device)
-    with snn.compiled_neurons(compiled):
-        return _speed(model, snn, model_name, method, T, batch, device, repeats, channels_last, compiled, ann_passes)
-
-
-def _speed(model, snn, model_name: str, method: str, T: int, batch: int, device: str, repeats: int,
-           channels_last: bool, compiled: bool, ann_passes: int) -> dict:
     x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
     if channels_last:  # same layout for the ANN and the SNN, so the ratio stays like for like
         model, snn = model.to(memory_format=torch.channels_last), snn.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
-    chunk = auto_chunk(snn, x, T, 512)
+    compiling = compile_seconds(snn, x[:8], y[:8]) if variant == "simulate" else {}
+    run = snn_runner(variant, snn, x, y, T)
     run_ann(model, x, 2)
-    run_snn(snn, x, min(T, 8), chunk)  # warm-up (and compilation)
+    snn_runner(variant, snn, x, y, min(T, 4))()  # warm-up
     ann, snn_t = [], []
     for _ in range(repeats):
         ann.append(timed(lambda: run_ann(model, x, ann_passes), device) / ann_passes)
-        snn_t.append(timed(lambda: run_snn(snn, x, T, chunk), device))
+        snn_t.append(timed(run, device))
     t_ann, t_snn = min(ann), min(snn_t)
-    return {"model": model_name, "method": method, "T": T, "batch": batch, "chunk": chunk,
-            "channels_last": channels_last, "compiled_neurons": compiled, "repeats": repeats,
-            "ann_passes_per_repeat": ann_passes,
+    return {"model": model_name, "method": method, "T": T, "batch": batch, "variant": variant,
+            "what": VARIANTS[variant], "chunk": auto_chunk(snn, x, T, 512), "channels_last": channels_last,
+            "repeats": repeats, "ann_passes_per_repeat": ann_passes, **compiling,
             "ann_images_per_s": batch / t_ann, "snn_images_per_s": batch / t_snn,
             "ann_seconds": t_ann, "snn_seconds": t_snn, "ratio_snn_over_T_ann": t_snn / (T * t_ann),
             "ratio_median_of_repeats": statistics.median(s / (T * a) for s, a in zip(snn_t, ann)),
@@ -152,8 +183,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=3, help="alternating ANN / SNN timings per configuration")
     p.add_argument("--ann-passes", type=int, default=32, help="ANN forward passes per ANN timing")
-    p.add_argument("--channels-last", action="store_true", help="also time ANN and SNN in channels-last layout")
-    p.add_argument("--compile", action="store_true", help="also time the SNN with torch.compile'd neuron updates")
+    p.add_argument("--channels-last", action="store_true", help="time ANN and SNN in channels-last layout")
+    p.add_argument("--variants", nargs="+", default=["simulate", "simulate-record-off"], choices=list(VARIANTS),
+                   help="what is timed as the SNN (default: simulate() with its defaults, and with record=False)")
     p.add_argument("--out", default=None)
     p.add_argument("--child", nargs=6, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -168,16 +200,15 @@ def main() -> None:
     for m in args.models:
         for meth in args.methods:
             for T in args.T:
-                variants = [(False, False)] + ([(True, False)] if args.channels_last else []) + \
-                    ([(False, True)] if args.compile else [])
-                for cl, comp in variants:
-                    r = speed(m, meth, T, args.batch, args.device, args.repeats, cl, comp, args.ann_passes)
+                for variant in args.variants:
+                    r = speed(m, meth, T, args.batch, args.device, args.repeats, variant, args.channels_last,
+                              args.ann_passes)
                     rows.append(r)
-                    tag = " CL" if cl else (" C " if comp else "   ")
-                    print(f"{m:10s} {meth:5s} T={T:4d}{tag} ANN {r['ann_images_per_s']:8.1f} img/s  "
+                    extra = f", compile {r['compile_seconds']:.1f} s" if "compile_seconds" in r else ""
+                    print(f"{m:10s} {meth:5s} T={T:4d} {variant:20s} ANN {r['ann_images_per_s']:8.1f} img/s  "
                           f"SNN {r['snn_images_per_s']:7.2f} img/s  ratio {r['ratio_snn_over_T_ann']:.3f} "
-                          f"(median of repeats {r['ratio_median_of_repeats']:.3f}) "
-                          f"(chunk {r['chunk']})", flush=True)
+                          f"(median of repeats {r['ratio_median_of_repeats']:.3f}) (chunk {r['chunk']}{extra})",
+                          flush=True)
             if args.skip_memory:
                 continue
             lo, hi = (peak_memory(m, meth, T, args.memory_batch, args.device, args.threads) for T in args.memory_T)

@@ -138,3 +138,28 @@ def test_compiling_neurons_in_simulate_is_scoped_to_the_call():
         with snn.compiled_neurons(False):  # a block may turn it off again
             assert all(n.fused_step is None for n in snn.neurons().values())
     assert all(n.fused_step is None for n in snn.neurons().values())
+
+
+def test_without_a_working_compiler_simulate_warns_once_and_runs_eagerly(monkeypatch):
+    """Where Inductor cannot compile (no C++ compiler), the fused step's first call fails: one
+    warning, then the eager step, with the same results."""
+    import snnconvert.neurons.functional as functional
+
+    def broken_compile(fn, **kw):
+        def run(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+        return run
+
+    model = _net()
+    x = torch.randn(12, 1, 6, 6)
+    y = model(x).argmax(-1)
+    snn = sc.convert(model, x, "snm")
+    eager = sc.simulate(snn, (x, y), 12, progress=False, compile=False)
+    monkeypatch.setattr(functional.torch, "compile", broken_compile)
+    fresh = sc.convert(model, x, "snm")
+    with pytest.warns(RuntimeWarning, match="compiled neuron updates are unavailable") as caught:
+        result = sc.simulate(fresh, (x, y), 12, progress=False)
+    assert len([w for w in caught if "unavailable" in str(w.message)]) == 1
+    assert result.accuracy == eager.accuracy and result.layers == eager.layers
+    with pytest.raises(ConfigError, match="compile must be"):
+        sc.simulate(fresh, (x, y), 4, compile="yes")

@@ -156,7 +156,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         encoder = Poisson(seed) if args.encoding == "poisson" else Direct()
         res = simulate(snn, data, args.T, ann=ann, encoder=encoder, batch_size=args.batch_size,
                        progress=_progress(args) and job.is_main, exit_when=_exit_rule(args.exit_when),
-                       compile=args.compile or None)
+                       compile=args.compile)
         res = res.reduce_across_ranks()
         if not job.is_main:
             return
@@ -286,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--compile", action="store_true", help="fuse each neuron update with torch.compile "
-                                                         "(seconds to compile, faster long runs)")
+    e.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="fuse each neuron update with torch.compile (the default; about a second to compile "
+                        "per neuron type, eager after a warning where compiling is impossible)")
     e.add_argument("--exit-when", default=None, metavar="RULE",
                    help="per-sample early exit: 'default' (confidence=0.99,window=4,patience=2) or key=value "
                         "pairs; stops each image once its prediction has settled")

@@ -74,9 +74,12 @@ def unpack_bits(packed: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 @dataclass
 class _Spikes:
-    """The spikes theta * s of one neuron layer over one chunk, as bit planes of s > 0 (and s < 0)."""
+    """The spikes theta * s of one neuron layer over one chunk, as bit planes of s > 0 (and s < 0),
+    and the memory layout (strides) the neuron wrote them in: layers that read them (oneDNN's convs)
+    may sum in another order for another layout, so they are decoded into the same one."""
 
     shape: torch.Size
+    stride: tuple[int, ...]
     pos: torch.Tensor
     neg: torch.Tensor | None
 
@@ -89,7 +92,10 @@ class _Spikes:
         s = unpack_bits(self.pos, self.shape).to(dtype)
         if self.neg is not None:
             s -= unpack_bits(self.neg, self.shape).to(dtype)
-        return s.mul_(threshold.to(dtype))
+        s.mul_(threshold.to(dtype))
+        if s.stride() == self.stride:
+            return s
+        return torch.empty_strided(self.shape, self.stride, dtype=dtype, device=s.device).copy_(s)
 
 
 def _encode(value: torch.Tensor, neuron: SpikingNeuron) -> _Spikes | None:
@@ -104,7 +110,7 @@ def _encode(value: torch.Tensor, neuron: SpikingNeuron) -> _Spikes | None:
         hits += int(torch.count_nonzero(neg))
     if hits != int(torch.count_nonzero(value)):
         return None
-    return _Spikes(value.shape, pack_bits(pos), None if neg is None else pack_bits(neg))
+    return _Spikes(value.shape, value.stride(), pack_bits(pos), None if neg is None else pack_bits(neg))
 
 
 @dataclass

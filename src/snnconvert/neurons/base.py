@@ -1,13 +1,13 @@
 """SpikingNeuron: a module that owns its membrane state and runs the shared step over time."""
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Union
+from typing import Any, ClassVar, Union
 
 import torch
 
 from ..errors import ConfigError
 from ..graph import StatefulModule
-from .functional import Negative, Reset, StepWorkspace, neuron_step_
+from .functional import FusedStep, Negative, Reset, StepWorkspace, neuron_step_
 
 ThresholdLike = Union[float, torch.Tensor]
 
@@ -46,9 +46,9 @@ class SpikingNeuron(StatefulModule):
         self.register_buffer("v", None, persistent=False)
         self.register_buffer("n", None, persistent=False)
         self._ws: StepWorkspace | None = None
-        # a fused step(v, n, z, out, threshold) to use instead of the eager one; set only for the
-        # duration of a run by SpikingModel.compiled_neurons()
-        self.fused_step: Callable[..., None] | None = None
+        # a FusedStep to use instead of the eager step; set only for the duration of a run by
+        # SpikingModel.compiled_neurons()
+        self.fused_step: FusedStep | None = None
 
     def config(self) -> dict[str, Any]:
         """{"kind": registry name, "v_init": ...}: with the threshold, enough to rebuild the neuron."""
@@ -77,7 +77,7 @@ class SpikingNeuron(StatefulModule):
             ) from e
         self.v = (self.v_init * thr).to(z.dtype).clone().contiguous()
         # n, the net spike count, matters only to signed neurons (their negative-spike condition)
-        self.n = None if self.negative is Negative.NONE else torch.zeros_like(z)
+        self.n = None if self.negative is Negative.NONE else torch.zeros_like(self.v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
@@ -90,13 +90,7 @@ class SpikingNeuron(StatefulModule):
                 f"shape {tuple(x.shape[1:])}; call reset() before a new batch"
             )
         out = torch.empty_like(x)
-        step = self.fused_step
-        if step is not None:
-            if self.n is None:
-                self.n = torch.zeros_like(self.v)
-            thr_t = self.threshold.to(x.dtype)
-            for t in range(x.shape[0]):
-                step(self.v, self.n, x[t], out[t], thr_t)
+        if self.fused_step is not None and self.fused_step.available is not False and self._fused(x, out):
             return out
         thr: torch.Tensor | float = self.threshold.to(x.dtype)
         if thr.numel() == 1:
@@ -106,6 +100,24 @@ class SpikingNeuron(StatefulModule):
         for t in range(x.shape[0]):
             neuron_step_(x[t], self.v, self.n, thr, self.reset_mode, self.negative, out[t], self._ws)
         return out
+
+    def _fused(self, x: torch.Tensor, out: torch.Tensor) -> bool:
+        """Run the steps of x with the fused step on [N, F] views; False (nothing done) if unavailable."""
+        if self.n is None:
+            self.n = torch.zeros_like(self.v)
+        K, N = x.shape[0], x.shape[1]
+        v, n = self.v.view(N, -1), self.n.view(N, -1)
+        thr = torch.broadcast_to(self.threshold.to(x.dtype), x.shape[2:]).reshape(-1)
+        # a constant input (time expanded, stride 0) is flattened once, not once per step
+        steps = [x[0].reshape(N, -1)] * K if x.stride(0) == 0 else list(x.reshape(K, N, -1))
+        target = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype, device=out.device)
+        outs = target.view(K, N, -1)
+        for t in range(K):
+            if not self.fused_step(v, n, steps[t], outs[t], thr):
+                return False  # only possible at the first call, before anything changed
+        if target is not out:
+            out.copy_(target)
+        return True
 
     def extra_repr(self) -> str:
         thr = self.threshold

@@ -12,8 +12,8 @@ th_neg is -theta for SNM and "just below 0" for Fast-SNN's signed IF neuron.
 """
 from __future__ import annotations
 
+import warnings
 from enum import Enum
-from typing import Callable
 
 import torch
 
@@ -153,15 +153,45 @@ def _fused_signed(level: float):
     return step
 
 
-def fused_step(reset: Reset, negative: Negative) -> Callable[..., None]:
+class FusedStep:
     """The same step as `neuron_step_`, written as one expression per state and compiled with
     torch.compile into a single fused loop (one memory pass instead of five to eleven), called as
-    step(v, n, z, out, threshold). Compiled on first call (seconds); float results can differ from
-    the eager step in the last bit where the compiler contracts a multiply and a subtraction (FMA).
-    Each call returns a new compiled callable: the caller keeps it as long as it needs it (the
-    SpikingModel that runs the neurons), so no cache outlives a model."""
-    if negative is Negative.NONE:
-        fn = _fused_if_soft if reset is Reset.SOFT else _fused_if_hard
-    else:
-        fn = _fused_signed(-1.0 if negative is Negative.AT_MINUS_THRESHOLD else BELOW_ZERO_TOLERANCE)
-    return torch.compile(fn, dynamic=True)
+    step(v, n, z, out, threshold) on tensors flattened to [N, F] with the threshold expanded to [F],
+    so one compiled kernel serves every batch size, layer shape and threshold granularity.
+
+    Compiled on the first call (seconds). Where compiling is impossible (no working C++ compiler,
+    no Inductor for the device), that first call warns once, returns False and leaves its arguments
+    untouched; the caller then runs the eager step, and `available` is False from then on. Each
+    FusedStep is its own object: the SpikingModel that uses it keeps it, no module-level cache."""
+
+    def __init__(self, reset: Reset, negative: Negative) -> None:
+        if negative is Negative.NONE:
+            fn = _fused_if_soft if reset is Reset.SOFT else _fused_if_hard
+        else:
+            fn = _fused_signed(-1.0 if negative is Negative.AT_MINUS_THRESHOLD else BELOW_ZERO_TOLERANCE)
+        self.kind = (reset, negative)
+        self._fn = torch.compile(fn, dynamic=True)
+        self.available: bool | None = None  # None: not tried yet
+
+    def __call__(self, v: torch.Tensor, n: torch.Tensor, z: torch.Tensor, out: torch.Tensor,
+                 thr: torch.Tensor) -> bool:
+        if self.available:
+            self._fn(v, n, z, out, thr)
+            return True
+        if self.available is False:
+            return False
+        try:
+            self._fn(v, n, z, out, thr)
+        except Exception as e:  # Inductor raises many types: missing compiler, unsupported device, ...
+            self.available = False
+            warnings.warn(f"compiled neuron updates are unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                          "running the eager neuron step instead (same results, slower). Pass compile=False "
+                          "(CLI: --no-compile) to skip the attempt.", RuntimeWarning, stacklevel=3)
+            return False
+        self.available = True
+        return True
+
+
+def fused_step(reset: Reset, negative: Negative) -> FusedStep:
+    """A new FusedStep for the given reset and negative-spike rule."""
+    return FusedStep(reset, negative)

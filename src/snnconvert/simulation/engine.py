@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..graph import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Program, map_refs
 from ..graph.ops import SYNAPTIC_TYPES
-from ..neurons import Negative, Reset, SpikingNeuron, fused_step
+from ..neurons import FusedStep, Negative, Reset, SpikingNeuron
 from .encoding import Direct, Encoder
 from .record import Recorder
 
@@ -47,7 +47,7 @@ class SpikingModel(nn.Module):
         self.method_config = method_config
         self.default_T = default_T
         self._batch: dict[str, Any] | None = None  # the run in progress (input, static cache)
-        self._fused: dict[tuple[Reset, Negative], Callable[..., None]] = {}  # compiled steps, this model's own
+        self._fused: dict[tuple[Reset, Negative], FusedStep] = {}  # compiled steps, this model's own
         self._plan()
 
     def _plan(self) -> None:
@@ -75,17 +75,19 @@ class SpikingModel(nn.Module):
 
     @contextmanager
     def compiled_neurons(self, enabled: bool = True) -> Iterator["SpikingModel"]:
-        """Inside the block every neuron's update runs as one torch.compile'd fused loop (seconds of
-        compilation on first use, then several times faster neuron updates; see benchmarks/results).
-        On leaving it the neurons run eagerly again. The compiled steps are kept by this model (one
-        per neuron type), so a later block reuses them; `enabled=False` is a block without them."""
+        """Inside the block every neuron's update runs as one torch.compile'd fused loop (about a
+        second of compilation per neuron type on first use, then several times faster neuron
+        updates; see benchmarks/results), or eagerly after one warning where compiling is not
+        possible. On leaving it the neurons run eagerly again. The compiled steps are kept by this
+        model (one per neuron type), so a later block reuses them; `enabled=False` is a block
+        without them."""
         neurons = list(self.neurons().values())
         before = [n.fused_step for n in neurons]
         try:
             for n in neurons:
                 key = (n.reset_mode, n.negative)
                 if enabled and key not in self._fused:
-                    self._fused[key] = fused_step(*key)
+                    self._fused[key] = FusedStep(*key)
                 n.fused_step = self._fused[key] if enabled else None
             yield self
         finally:

@@ -44,7 +44,7 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
              encoder: Encoder = Direct(), batch_size: int = 256, chunk_size: int | None = None,
              memory_budget_mb: float = 512, progress: bool | None = None, record: bool = True,
              seed: int | None = None, exit_when: ExitWhenStable | None = None,
-             compile: bool | None = None) -> SimulationResult:
+             compile: bool | str | None = "auto") -> SimulationResult:
     """Evaluate `snn` on labelled data in one run of T steps.
 
     Returns accuracy after every t = 1..T (the prediction after t steps is the argmax of the summed
@@ -57,8 +57,10 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     settled and keeps that prediction for the remaining steps; its work is skipped from the next
     chunk on (chunks of at most 2 steps then). The result then also holds the steps each sample
     used (`exit_steps_histogram`, `mean_steps`); accuracy[-1] is the early-exit accuracy.
-    `compile=True` runs the neuron updates as torch.compile'd fused loops for this call
-    (SpikingModel.compiled_neurons), `False` eagerly; None leaves the model's setting as it is.
+    `compile`: "auto" (default) or True runs the neuron updates as torch.compile'd fused loops for
+    this call (SpikingModel.compiled_neurons; about a second of compilation per neuron type, once per
+    process; eager after one warning where compiling is not possible), False eagerly, None as an
+    enclosing `with snn.compiled_neurons():` block says (eager outside one). Results are the same.
     """
     if not isinstance(snn, SpikingModel):
         raise ConfigError(f"simulate() needs a SpikingModel from snnconvert.convert(), got {type(snn).__name__}")
@@ -75,7 +77,9 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     k_auto: int | None = None
     bar = tqdm(desc=f"simulating T={T}", unit="img", disable=not progress)
     snn.eval()
-    scope = snn.compiled_neurons(compile) if compile is not None else nullcontext()
+    if compile not in (True, False, None, "auto"):
+        raise ConfigError(f"compile must be 'auto', True, False or None, got {compile!r}")
+    scope = nullcontext() if compile is None else snn.compiled_neurons(compile is not False)
     with torch.no_grad(), scope:
         for x, y in iter_batches(data, batch_size, "data"):
             if y is None:
