@@ -42,12 +42,12 @@ class ExitTracker:
     def __init__(self, rule: ExitWhenStable, labels: torch.Tensor, T: int) -> None:
         self.rule = rule
         self.T = T
-        n = len(labels)
+        n, dev = len(labels), labels.device
         self.labels = labels
-        self.index = torch.arange(n)  # original positions of the samples still running
-        self.exit_step = torch.full((n,), T, dtype=torch.long)
-        self.final_pred = torch.full((n,), -1, dtype=torch.long)
-        self.stable = torch.zeros(n, dtype=torch.long)
+        self.index = torch.arange(n, device=dev)  # original positions of the samples still running
+        self.exit_step = torch.full((n,), T, dtype=torch.long, device=dev)
+        self.final_pred = torch.full((n,), -1, dtype=torch.long, device=dev)
+        self.stable = torch.zeros(n, dtype=torch.long, device=dev)
         self.recent: torch.Tensor | None = None  # [window, n_active, classes] last per-step outputs
 
     def update(self, outs: torch.Tensor, cs: torch.Tensor, t0: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +56,7 @@ class ExitTracker:
         Returns (keep mask [n_active], counted [K, n_active]: True where step t is at or before the
         sample's exit, i.e. where its live prediction is the one that counts)."""
         K, n = cs.shape[0], cs.shape[1]
-        done = torch.zeros(n, dtype=torch.bool)
+        done = torch.zeros(n, dtype=torch.bool, device=cs.device)
         hist = outs if self.recent is None else torch.cat([self.recent, outs])
         start = hist.shape[0] - K  # position of this chunk's first step inside hist
         pred = cs.argmax(-1)
@@ -74,7 +74,7 @@ class ExitTracker:
             self.final_pred[idx] = pred[k][now]
             done |= now
         self.stable[self.index] = stable
-        steps = torch.arange(t0 + 1, t0 + K + 1)[:, None]
+        steps = torch.arange(t0 + 1, t0 + K + 1, device=cs.device)[:, None]
         counted = steps <= self.exit_step[self.index][None, :]
         self.final_pred[self.index[~done]] = pred[-1][~done]
         self.recent = hist[-self.rule.window:][:, ~done]
@@ -85,6 +85,6 @@ class ExitTracker:
         """[T]: at each step t, how many samples that exited before t were right (an exited sample
         keeps its exit-time prediction for every later step)."""
         hit = (self.final_pred == self.labels).long()
-        out = torch.zeros(self.T + 1, dtype=torch.long)
+        out = torch.zeros(self.T + 1, dtype=torch.long, device=hit.device)
         out.index_add_(0, self.exit_step, hit)
         return out.cumsum(0)[: self.T]

@@ -69,6 +69,15 @@ class SpikingModel(nn.Module):
                 last_use[r] = i
         self._last_use = last_use
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors are (its first parameter or buffer; CPU for none)."""
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
     def neurons(self) -> dict[str, SpikingNeuron]:
         """Neuron modules by activation node name, in network order."""
         return {n.name: self.program.layers[n.target] for n in self.program.nodes if n.kind is ACTIVATION}

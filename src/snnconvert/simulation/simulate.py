@@ -68,8 +68,9 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     if progress is None:
         progress = sys.stderr.isatty()
     start = time.perf_counter()
-    correct = torch.zeros(T, dtype=torch.long)
-    exit_hist = torch.zeros(T + 1, dtype=torch.long) if exit_when is not None else None
+    device = snn.device  # batches go where the model is; counts stay there until the end of the run
+    correct = torch.zeros(T, dtype=torch.long, device=device)
+    exit_hist = torch.zeros(T + 1, dtype=torch.long, device=device) if exit_when is not None else None
     samples = 0
     recorder = Recorder() if record else None
     generator = None  # made on the first batch's device (a CPU generator cannot drive CUDA sampling)
@@ -84,6 +85,7 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
         for x, y in iter_batches(data, batch_size, "data"):
             if y is None:
                 raise ConfigError("simulate() needs labelled data: (inputs, labels) pairs or a labelled Dataset")
+            x, y = x.to(device), y.to(device)
             first_x = x if first_x is None else first_x
             if generator is None:
                 generator = torch.Generator(device=x.device).manual_seed(
@@ -117,9 +119,11 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
             samples += len(x)
             bar.update(len(x))
     bar.close()
+    correct = correct.cpu()
     result = SimulationResult(T=T, samples=samples, accuracy=(correct.double() / samples).tolist(),
                               method=dict(snn.method))
     if exit_hist is not None:
+        exit_hist = exit_hist.cpu()
         result.exit_rule = vars(exit_when)
         result.exit_steps_histogram = exit_hist[1:].tolist()
         result.mean_steps = float((exit_hist * torch.arange(T + 1)).sum()) / samples
@@ -133,8 +137,9 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
         result.synops_per_step = total.tolist()
         result.static_macs_per_sample = sum(recorder.static_macs.values())
     if ann is not None:
+        ann_device = next(iter(ann.parameters()), torch.empty(0)).device
         with eval_mode(ann):
-            result.ann_accuracy = accuracy(ann, data, batch_size, "data")
-        result.ann_macs_per_sample = ann_macs(trace(ann), first_x)
+            result.ann_accuracy = accuracy(ann, data, batch_size, "data", device=ann_device)
+        result.ann_macs_per_sample = ann_macs(trace(ann), first_x.to(ann_device))
     result.seconds = time.perf_counter() - start
     return result
