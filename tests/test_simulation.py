@@ -3,6 +3,8 @@ import itertools
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import snnconvert
@@ -316,3 +318,22 @@ def test_early_exit_stops_settled_samples_and_saves_work():
         sc.ExitWhenStable(confidence=1.5)
     with pytest.raises(sc.ConfigError, match="window"):
         sc.ExitWhenStable(window=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 300), st.sampled_from(["layer", "channel", "neuron"]),
+       st.floats(1e-3, 1e3), st.floats(0.0, 1.0))
+def test_spike_counts_from_sums_equal_counts_of_nonzeros(steps, batch, granularity, scale, rate):
+    """Unsigned neurons' spikes are counted as round(sum / theta) in one pass: exactly the number of
+    nonzero entries, per step and per position (those feed the synops of the next layer)."""
+    from snnconvert.simulation.record import Recorder
+
+    gen = torch.Generator().manual_seed(batch * 7 + steps)
+    shape = {"layer": (), "channel": (6, 1, 1), "neuron": (6, 3, 3)}[granularity]
+    thr = (torch.rand(shape, generator=gen) + 0.01) * scale
+    out = (torch.rand(steps, batch, 6, 3, 3, generator=gen) < rate).float() * thr
+    by_marks, by_sums = Recorder(), Recorder()
+    by_marks.count_spikes("l", out)
+    by_sums.count_spikes("l", out, thr)
+    assert torch.equal(by_marks.spikes["l"], by_sums.spikes["l"])
+    assert torch.equal(by_marks._last[2], by_sums._last[2])

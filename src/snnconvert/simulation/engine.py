@@ -222,7 +222,8 @@ class SpikingModel(nn.Module):
                     zk = z.unsqueeze(0).expand(K, *z.shape) if src in is_static else z.view(K, B, *z.shape[1:])
                     out = layer(zk)
                     if recorder is not None and node.kind is ACTIVATION:
-                        recorder.count_spikes(node.name, out)
+                        unsigned = getattr(layer, "negative", None) is Negative.NONE
+                        recorder.count_spikes(node.name, out, layer.threshold if unsigned else None)
                     env[node.name] = out.reshape(K * B, *out.shape[2:])
             elif use_static and node.name in self._static_region:
                 if node.name not in static_cache:

@@ -73,11 +73,18 @@ class Recorder:
         marks = torch.ne(x.reshape(-1), 0, out=self._buffer[:n])
         return marks.view(steps, batch, -1).sum(1)
 
-    def count_spikes(self, name: str, out: torch.Tensor) -> None:
-        """out: [K, N, ...] transmitted values; a spike is any nonzero entry."""
-        K = out.shape[0]
+    def count_spikes(self, name: str, out: torch.Tensor, threshold: torch.Tensor | None = None) -> None:
+        """out: [K, N, ...] transmitted values; a spike is any nonzero entry. With `threshold`, the
+        neuron's (out is 0 or theta, never negative: unsigned neurons), the events are counted in one
+        pass as round(sum over the batch of out / theta): the sum of k spikes is k * theta up to float
+        rounding far below theta / 2 for any batch below 2^16, so the count is exact."""
+        K, N = out.shape[0], out.shape[1]
         self.neurons[name] = out[0, 0].numel()
-        ev = self.events(out, K, out.shape[1])
+        if threshold is not None and N < 2**16:
+            thr = torch.broadcast_to(threshold.to(out.dtype), out.shape[2:]).reshape(-1)
+            ev = out.reshape(K, N, -1).sum(1).div_(thr).round_()
+        else:
+            ev = self.events(out, K, N)
         self._last = (out, K, ev)
         self._add(self.spikes, name, ev.sum(1, dtype=torch.float64))
 
