@@ -15,7 +15,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from snnconvert.neurons.functional import (Negative, Reset, StepWorkspace, fused_step,  # noqa: E402
+from snnconvert.neurons.functional import (FusedStep, Negative, Reset, StepWorkspace,  # noqa: E402
                                            neuron_step_)
 
 
@@ -42,7 +42,7 @@ def main() -> None:
             v, n, out, ws = torch.zeros(shape), torch.zeros(shape), torch.empty(shape), StepWorkspace(z)
             eager_thr = thr if per_neuron else 1.0
             eager = bench(lambda: neuron_step_(z, v, n, eager_thr, reset, negative, out, ws))
-            step = fused_step(reset, negative)
+            step = FusedStep(reset, negative)
             t0 = time.perf_counter()
             step(v, n, z, out, thr)
             compile_s = time.perf_counter() - t0

@@ -2,7 +2,7 @@
 
 Nothing is unpickled: module types are looked up in an allow-list (the op table's layer types),
 neurons in the neuron registry, functions in the op table, and tensors come from safetensors. Each
-file is written atomically (files.atomic_write), the JSON last, carrying the SHA-256 of the weights
+file is written atomically (io.weights / files.write_json_atomic), the JSON last, carrying the SHA-256 of the weights
 so a mismatch is detected on load. Format version 2 describes a neuron by its registry kind;
 version 1 files (neurons by class name) still load.
 """
@@ -11,20 +11,19 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import CheckpointError
-from ..files import atomic_write
+from ..errors import CheckpointError, ConfigError
+from ..files import ensure_writable_dir, write_json_atomic
 from ..graph import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Node, NodeKind, Program, Ref, ops
 from ..methods import method_from_config
 from ..neurons import SpikingMaxPool, SpikingNeuron, neuron_from_config
 from ..simulation import SpikingModel
+from .weights import read_safetensors, write_safetensors
 
 FORMAT = "snnconvert.spiking_model"
 VERSION = 2
@@ -137,26 +136,17 @@ def save(snn: SpikingModel, directory: str | Path) -> Path:
     """Write `directory/weights.safetensors` and `directory/snn.json`; returns the directory."""
     if not isinstance(snn, SpikingModel):
         raise CheckpointError(f"save() takes a SpikingModel, got {type(snn).__name__}")
-    out = Path(directory)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, delete=True)
-        probe.close()
-    except OSError as e:
-        raise CheckpointError(f"cannot write to directory {str(out)!r}: {e.strerror or e}") from e
+        out = ensure_writable_dir(directory)
+    except ConfigError as e:
+        raise CheckpointError(f"cannot write the spiking model: {e}") from None
     layers = {k: _describe_layer(m) for k, m in snn.program.layers.items()}
     nodes = [{"name": n.name, "kind": n.kind.value, "target": n.target, "args": _encode(n.args),
               "kwargs": _encode(n.kwargs)} for n in snn.program.nodes]
-    tensors = {k: v.detach().cpu().contiguous() for k, v in snn.state_dict().items()}
-    atomic_write(out / WEIGHTS, lambda p: save_file(tensors, p))
+    write_safetensors(out / WEIGHTS, snn.state_dict(), {})
     desc = {"format": FORMAT, "version": VERSION, "method": snn.method, "method_config": snn.method_config,
             "default_T": snn.default_T, "layers": layers, "nodes": nodes, "weights_sha256": _sha256(out / WEIGHTS)}
-
-    def write_json(p: str) -> None:
-        with open(p, "w") as f:
-            json.dump(desc, f, indent=1)
-
-    atomic_write(out / DESCRIPTION, write_json)
+    write_json_atomic(out / DESCRIPTION, desc)
     return out
 
 
@@ -227,10 +217,7 @@ def load(directory: str | Path) -> SpikingModel:
                               f"this snnconvert reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     if desc.get("weights_sha256") != _sha256(d / WEIGHTS):
         raise CheckpointError(f"{str(d / WEIGHTS)!r} does not match {DESCRIPTION} (corrupt or replaced file)")
-    try:
-        tensors = load_file(str(d / WEIGHTS))
-    except Exception as e:  # safetensors raises its own error type on a malformed file
-        raise CheckpointError(f"{str(d / WEIGHTS)!r} is not a valid safetensors file: {e}") from e
+    tensors, _ = read_safetensors(d / WEIGHTS)
     try:
         layers = {k: _build_layer(k, v, tensors, version) for k, v in desc["layers"].items()}
         nodes = [Node(n["name"], _node_kind(n), n["target"], _decode(n["args"]), _decode(n["kwargs"]))

@@ -191,7 +191,3 @@ class FusedStep:
         self.available = True
         return True
 
-
-def fused_step(reset: Reset, negative: Negative) -> FusedStep:
-    """A new FusedStep for the given reset and negative-spike rule."""
-    return FusedStep(reset, negative)

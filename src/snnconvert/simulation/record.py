@@ -36,9 +36,10 @@ class Recorder:
     static_macs[name]: MACs per sample of a synaptic layer fed by the constant analog input.
 
     Cost: per chunk and tensor, one pass marks the nonzero entries (into a reused float buffer) and
-    one sums them over the batch, giving events per step and input position [K, F]; spikes per step
-    are their sum, synops their product with the fan-out map. A neuron's output that a conv/linear
-    layer reads directly is counted once for both. Totals stay on the run's device until totals().
+    one sums them over the batch, giving events per step and input position [K, F]; an unsigned
+    neuron's output needs only the sum (count_spikes). Spikes per step are the events' sum, synops
+    their product with the fan-out map. A neuron's output that a conv/linear layer reads directly is
+    counted once for both. Totals stay on the run's device until totals().
     """
 
     spikes: dict[str, torch.Tensor] = field(default_factory=dict)
