@@ -15,6 +15,7 @@ LAYERS: list[set[str]] = [
     {"graph"},        # the model IR: Program, NodeKind, op table, activation matcher, trace()
     {"neurons"},      # neuron kinds (registry), the neuron step, spike-gated max pooling
     {"simulation"},   # the engine (SpikingModel), simulate(), recording, results, early exit
+    {"diagnosis"},    # diagnose(): per-layer error of an SNN against its ANN over time
     {"calibration"},  # threshold rules (registry), statistics, balancing on the spiking network
     {"methods"},      # presets: neuron kind + rule + granularity + scale + v_init
     {"conversion"},   # convert(): ANN -> SpikingModel

@@ -102,3 +102,19 @@ def test_train_rejects_bad_model_options(tmp_path, capsys, text, words):
                      "--out", str(tmp_path / "m"), "--quiet"]) != 0
     err = capsys.readouterr().err
     assert words in err and not (tmp_path / "m" / "model.json").exists()
+
+
+def test_train_validates_on_held_out_training_images(tmp_path, capsys):
+    from snnconvert.data import get_dataset, holdout_split
+    from snnconvert.modelfile import load_model
+    from snnconvert.training import evaluate_accuracy
+
+    out = tmp_path / "m"
+    assert cli.main(["train", "--epochs", "1", "--holdout", "300", "--augment", "--out", str(out), "--quiet"]) == 0
+    model, card = load_model(out)
+    assert card["holdout"] == {"split": "train", "images": 300, "seed": cli.HOLDOUT_SEED}
+    _, held = holdout_split(get_dataset("digits", train=True), 300, card["holdout"]["seed"])
+    # the validation accuracy in the history is the held-out images' (no augmentation), not the test split's
+    assert card["history"][-1]["val_acc"] == pytest.approx(evaluate_accuracy(model, held))
+    assert cli.main(["train", "--epochs", "1", "--holdout", "100000", "--out", str(tmp_path / "n"), "--quiet"]) != 0
+    assert "0 < n <" in capsys.readouterr().err

@@ -409,3 +409,22 @@ def test_real_mnist_test_split():
     _, y = dataset_as_tensors(ds)
     assert np.bincount(y.numpy(), minlength=10).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert ds[0][1] == 7
+
+
+def test_holdout_split_is_a_seeded_partition():
+    from torch.utils.data import TensorDataset
+
+    from snnconvert.data import holdout_split
+
+    ds = TensorDataset(torch.arange(50))
+    rest, held = holdout_split(ds, 12, seed=3)
+    assert len(held) == 12 and len(rest) == 38
+    assert sorted(held.indices + rest.indices) == list(range(50))
+    assert held.indices == sorted(held.indices) and holdout_split(ds, 12, seed=3)[1].indices == held.indices
+    assert holdout_split(ds, 12, seed=4)[1].indices != held.indices
+    plain = TensorDataset(-torch.arange(50))
+    _, held_plain = holdout_split(ds, 12, seed=3, holdout_from=plain)
+    assert held_plain.indices == held.indices and held_plain.dataset is plain
+    for bad in (0, 50, -1, True):
+        with pytest.raises(ConfigError, match="0 < n < 50"):
+            holdout_split(ds, bad)

@@ -7,6 +7,7 @@ cli and demo on top.
 """
 from .calibration import Calibration, Fixed, Granularity, LayerInputMax, LearnedClip, Max, Percentile, calibrate
 from .conversion import convert
+from .diagnosis import Diagnosis, diagnose
 from .errors import (CalibrationError, CheckpointError, ConfigError, DataError, EmptyDataError, ModelError,
                      SnnConvertError, UnsupportedOperationError)
 from .finetune import finetune_layerwise
@@ -14,14 +15,15 @@ from .graph import Program, trace
 from .io import load, save
 from .methods import METHODS, PRESETS, Method, resolve_method
 from .neurons import NEURONS, IFNeuron, SignedIFNeuron, SNMNeuron
-from .simulation import Direct, ExitWhenStable, Poisson, SimulationResult, SpikingModel, simulate
+from .simulation import (Direct, ExitOnMargin, ExitWhenStable, Poisson, SimulationResult, SpikingModel, fit_exit_rule,
+                         simulate)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Calibration", "CalibrationError", "CheckpointError", "ConfigError", "DataError", "Direct", "EmptyDataError",
-    "ExitWhenStable", "Fixed", "Granularity", "IFNeuron", "LayerInputMax", "LearnedClip", "METHODS", "Max", "Method",
+    "Calibration", "CalibrationError", "CheckpointError", "ConfigError", "DataError", "Diagnosis", "Direct", "EmptyDataError",
+    "ExitOnMargin", "ExitWhenStable", "Fixed", "Granularity", "IFNeuron", "LayerInputMax", "LearnedClip", "METHODS", "Max", "Method",
     "ModelError", "NEURONS", "PRESETS", "Percentile", "Poisson", "Program", "SNMNeuron", "SignedIFNeuron",
-    "SimulationResult", "SnnConvertError", "SpikingModel", "UnsupportedOperationError", "calibrate", "convert",
-    "finetune_layerwise", "load", "resolve_method", "save", "simulate", "trace",
+    "SimulationResult", "SnnConvertError", "SpikingModel", "UnsupportedOperationError", "calibrate", "convert", "diagnose",
+    "finetune_layerwise", "fit_exit_rule", "load", "resolve_method", "save", "simulate", "trace",
 ]

@@ -25,6 +25,9 @@ def _dataset(args: argparse.Namespace, train: bool, augment: bool = False):
     return get_dataset(args.dataset, root=args.data_dir, train=train, augment=augment)
 
 
+HOLDOUT_SEED = 0  # `train --holdout N`: data.holdout_split(train split, N, HOLDOUT_SEED); recorded in model.json
+
+
 def _calibration(args: argparse.Namespace):
     from .data import calibration_subset
 
@@ -53,6 +56,13 @@ def _train(args: argparse.Namespace) -> None:
         info = (dataset_info(args.dataset) if args.dataset != "imagefolder"
                 else dataset_info(args.dataset, args.data_dir))
         train_set, test_set = _dataset(args, True, augment=args.augment), _dataset(args, False)
+        val_set, holdout = test_set, None
+        if args.holdout:  # validation on training images the model never sees, not on the test split
+            from .data import holdout_split
+
+            plain = _dataset(args, True) if args.augment else None
+            train_set, val_set = holdout_split(train_set, args.holdout, HOLDOUT_SEED, holdout_from=plain)
+            holdout = {"split": "train", "images": args.holdout, "seed": HOLDOUT_SEED}
         if args.init:
             model, card = load_model(args.init)
             arch, kwargs = card["arch"], card.get("model_kwargs", {})
@@ -65,7 +75,7 @@ def _train(args: argparse.Namespace) -> None:
             " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
         if args.bits and args.progressive:
             results = train_progressive(model, train_set, cfg, progressive_schedule(args.bits), calibration_data=_calibration(args),
-                                        val_set=test_set, checkpoint_dir=out / "checkpoints", resume=args.resume,
+                                        val_set=val_set, checkpoint_dir=out / "checkpoints", resume=args.resume,
                                         log=log)
             model, history = results[args.bits].model, [h for r in results.values() for h in r.history]
         else:
@@ -74,14 +84,14 @@ def _train(args: argparse.Namespace) -> None:
 
                 model = set_bits(model, args.bits) if quantized_bits(model) else quantize(model, args.bits,
                                                                                           _calibration(args))
-            res = train(model, train_set, cfg, val_set=test_set, checkpoint_dir=out / "checkpoints",
+            res = train(model, train_set, cfg, val_set=val_set, checkpoint_dir=out / "checkpoints",
                         resume=args.resume, log=log, device=job.device)
             model, history = res.model, res.history
         if not job.is_main:
             return
         acc = evaluate_accuracy(model, test_set)
         save_model(model, out, arch, info.num_classes, kwargs, dataset=args.dataset, test_accuracy=acc,
-                   history=history)
+                   history=history, **({"holdout": holdout} if holdout else {}))
         print(f"test accuracy {100 * acc:.2f}%; model written to {out}")
 
 
@@ -260,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--calib-samples", type=int, default=1024, help="images used to initialise the clip alphas")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints after an interruption")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--holdout", type=int, default=0, metavar="N",
+                   help="hold N training images out of training and validate on them (not on the test split); "
+                        "model.json records the split (data.holdout_split, seed 0)")
     t.add_argument("--out", required=True, help="output model directory")
 
     c = _command(sub, "convert", _convert, help="convert a trained model directory into a spiking model directory")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import cifar, digits, idx, imagefolder  # noqa: F401  (registers the datasets)
 from .arrays import ImageArrayDataset
-from .loaders import calibration_subset, dataset_as_tensors, make_loader
+from .loaders import calibration_subset, dataset_as_tensors, holdout_split, make_loader
 from .registry import DATA_ENV, DatasetInfo, dataset_info, get_dataset, list_datasets, register_dataset
 from .safe_pickle import RestrictedUnpickler, safe_load
 
@@ -19,6 +19,7 @@ __all__ = [
     "dataset_as_tensors",
     "dataset_info",
     "get_dataset",
+    "holdout_split",
     "list_datasets",
     "make_loader",
     "register_dataset",

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Subset, get_worker_info
 
 from ..errors import CalibrationError, ConfigError
 
@@ -95,3 +95,18 @@ def dataset_as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
 def _input(item: object) -> torch.Tensor:
     x = item[0] if isinstance(item, (tuple, list)) else item
     return torch.as_tensor(x)
+
+
+def holdout_split(dataset: Dataset, n: int, seed: int = 0, holdout_from: Dataset | None = None
+                  ) -> tuple[Subset, Subset]:
+    """(training part, held-out part) of `dataset`: the held-out part is the first `n` indices of
+    torch.randperm(len, seed), the training part the rest, each in ascending index order.
+    `holdout_from` (a version of the same data without augmentation) supplies the held-out images."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < size:
+        raise ConfigError(f"a held-out split needs 0 < n < {size} (the dataset's size) images, got {n!r}")
+    if holdout_from is not None and len(holdout_from) != size:  # type: ignore[arg-type]
+        raise ConfigError(f"holdout_from has {len(holdout_from)} items, the dataset {size}")  # type: ignore[arg-type]
+    perm = torch.randperm(size, generator=torch.Generator().manual_seed(int(seed)))
+    held, rest = perm[:n].sort().values.tolist(), perm[n:].sort().values.tolist()
+    return Subset(dataset, rest), Subset(holdout_from if holdout_from is not None else dataset, held)

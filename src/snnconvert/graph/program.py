@@ -125,10 +125,12 @@ class Program(nn.Module):
             return getattr(obj, node.target.rstrip("_"))(*rest, **kwargs)
         raise ModelError(f"node {node.name!r} of kind {node.kind.value!r} cannot be called")
 
-    def run(self, x: torch.Tensor, capture: Iterable[str] = (), stop_after: str | None = None
-            ) -> tuple[Any, dict[str, torch.Tensor]]:
-        """Evaluate as an ordinary network. Returns (output, {name: value} for names in `capture`)."""
+    def run(self, x: torch.Tensor, capture: Iterable[str] = (), stop_after: str | None = None,
+            given: dict[str, Any] | None = None) -> tuple[Any, dict[str, torch.Tensor]]:
+        """Evaluate as an ordinary network. Returns (output, {name: value} for names in `capture`).
+        `given` maps node names to values used instead of computing those nodes."""
         want = set(capture)
+        given = given or {}
         env: dict[str, Any] = {}
         captured: dict[str, torch.Tensor] = {}
         out = None
@@ -137,6 +139,8 @@ class Program(nn.Module):
                 env[node.name] = x
             elif node.kind is OUTPUT:
                 out = env[node.args[0].name]
+            elif node.name in given:
+                env[node.name] = given[node.name]
             else:
                 args = map_refs(node.args, lambda r: env[r.name])
                 kwargs = map_refs(node.kwargs, lambda r: env[r.name])

@@ -1,15 +1,42 @@
-"""Per-sample early exit: stop simulating a sample once its prediction has settled."""
+"""Per-sample early exit: stop simulating a sample once its prediction has settled.
+
+A rule looks at each step's output of the samples still running and marks those that may stop;
+ExitTracker follows a batch through the run and applies it (the same code runs online in
+simulate() and offline in `replay`, so a rule fitted on recorded outputs behaves the same live).
+"""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..errors import ConfigError
 
 
+class ExitRule(ABC):
+    """When a running sample may stop. After step t, `ok(...)` marks the samples whose state satisfies
+    the rule; a sample exits after `patience` consecutive ok steps and never before `min_steps`."""
+
+    window: int = 1  # how many recent per-step outputs `ok` receives (as their mean)
+    patience: int = 1
+    min_steps: int = 1
+
+    @abstractmethod
+    def ok(self, t: int, recent: torch.Tensor, running: torch.Tensor, pred: torch.Tensor,
+           unchanged: torch.Tensor) -> torch.Tensor:
+        """recent: [n, classes] mean output of the last `window` steps; running: [n, classes] output
+        summed over steps 1..t; pred: [n] its argmax; unchanged: [n] for how many steps in a row
+        (this one included) pred has been what it is now. Returns a bool mask [n]."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": type(self).__name__, **{k: (list(v) if isinstance(v, tuple) else v)
+                                                 for k, v in vars(self).items()}}
+
+
 @dataclass(frozen=True)
-class ExitWhenStable:
+class ExitWhenStable(ExitRule):
     """Exit a sample after step t when, for `patience` consecutive steps, the mean output of the last
     `window` steps gives its top class a softmax probability >= `confidence` AND that class is also
     the running prediction (argmax of the output summed over steps 1..t); never before `min_steps`.
@@ -21,6 +48,7 @@ class ExitWhenStable:
     settled on them. Before any spike reaches the output the window holds only the bias, whose
     softmax is rarely confident, so silence does not trigger an exit. Larger `patience`, `window` or
     `confidence` trade steps for accuracy (see benchmarks/results for measured trade-offs).
+    Hand-set; `fit_exit_rule` gives a rule fitted to the network instead.
     """
 
     confidence: float = 0.99
@@ -35,11 +63,57 @@ class ExitWhenStable:
             raise ConfigError(f"window, patience and min_steps must be >= 1, got "
                               f"{self.window}, {self.patience}, {self.min_steps}")
 
+    def ok(self, t: int, recent: torch.Tensor, running: torch.Tensor, pred: torch.Tensor,
+           unchanged: torch.Tensor) -> torch.Tensor:
+        prob, cls = torch.softmax(recent.double(), -1).max(-1)
+        return (prob >= self.confidence) & (cls == pred)
+
+
+def running_margin(running: torch.Tensor, t: int) -> torch.Tensor:
+    """(top-1 - top-2) of the mean output over steps 1..t, running / t: [n]."""
+    top = running.topk(2, dim=-1).values if running.shape[-1] > 1 else torch.cat(
+        [running, torch.full_like(running, float("-inf"))], -1)
+    return (top[..., 0] - top[..., 1]) / t
+
+
+@dataclass(frozen=True)
+class ExitOnMargin(ExitRule):
+    """Exit a sample after step t when its running prediction has been the same for `stable_steps`
+    steps and the margin of the mean output so far, (top-1 - top-2 of sum_{s<=t} out_s) / t, is
+    >= thresholds[t-1] (thresholds[-1] for t beyond the list; inf: nobody exits at that step).
+    Usually made by `fit_exit_rule`, which records how it was fitted in `fitted`."""
+
+    thresholds: tuple[float, ...]
+    stable_steps: int = 1
+    min_steps: int = 1
+    fitted: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "thresholds", tuple(float(v) for v in self.thresholds))
+        if not self.thresholds or any(v != v for v in self.thresholds):
+            raise ConfigError("ExitOnMargin needs a non-empty list of thresholds (numbers or inf, not NaN)")
+        if self.stable_steps < 1 or self.min_steps < 1:
+            raise ConfigError(f"stable_steps and min_steps must be >= 1, got {self.stable_steps}, {self.min_steps}")
+
+    def threshold_at(self, t: int) -> float:
+        return self.thresholds[min(t, len(self.thresholds)) - 1]
+
+    def ok(self, t: int, recent: torch.Tensor, running: torch.Tensor, pred: torch.Tensor,
+           unchanged: torch.Tensor) -> torch.Tensor:
+        return (running_margin(running, t) >= self.threshold_at(t)) & (unchanged >= self.stable_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": "ExitOnMargin", "thresholds": list(self.thresholds), "stable_steps": self.stable_steps,
+                "min_steps": self.min_steps, "fitted": dict(self.fitted)}
+
 
 class ExitTracker:
     """Follows one batch through a run: which samples have settled, when, and with what prediction."""
 
-    def __init__(self, rule: ExitWhenStable, labels: torch.Tensor, T: int) -> None:
+    def __init__(self, rule: ExitRule, labels: torch.Tensor, T: int) -> None:
+        if not isinstance(rule, ExitRule):
+            raise ConfigError(f"exit_when must be an exit rule (ExitWhenStable, ExitOnMargin, fit_exit_rule()), "
+                              f"got {type(rule).__name__}")
         self.rule = rule
         self.T = T
         n, dev = len(labels), labels.device
@@ -48,6 +122,8 @@ class ExitTracker:
         self.exit_step = torch.full((n,), T, dtype=torch.long, device=dev)
         self.final_pred = torch.full((n,), -1, dtype=torch.long, device=dev)
         self.stable = torch.zeros(n, dtype=torch.long, device=dev)
+        self.unchanged = torch.zeros(n, dtype=torch.long, device=dev)
+        self.last_pred = torch.full((n,), -1, dtype=torch.long, device=dev)
         self.recent: torch.Tensor | None = None  # [window, n_active, classes] last per-step outputs
 
     def update(self, outs: torch.Tensor, cs: torch.Tensor, t0: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,28 +132,31 @@ class ExitTracker:
         Returns (keep mask [n_active], counted [K, n_active]: True where step t is at or before the
         sample's exit, i.e. where its live prediction is the one that counts)."""
         K, n = cs.shape[0], cs.shape[1]
+        rule = self.rule
         done = torch.zeros(n, dtype=torch.bool, device=cs.device)
         hist = outs if self.recent is None else torch.cat([self.recent, outs])
         start = hist.shape[0] - K  # position of this chunk's first step inside hist
         pred = cs.argmax(-1)
         stable = self.stable[self.index]
+        unchanged, last = self.unchanged[self.index], self.last_pred[self.index]
         for k in range(K):
             t = t0 + k + 1
-            lo = max(0, start + k + 1 - self.rule.window)
-            recent = hist[lo:start + k + 1].mean(0)
-            prob, cls = torch.softmax(recent.double(), -1).max(-1)
-            ok = (prob >= self.rule.confidence) & (cls == pred[k])
+            unchanged = torch.where(pred[k] == last, unchanged + 1, torch.ones_like(unchanged))
+            last = pred[k]
+            lo = max(0, start + k + 1 - rule.window)
+            ok = rule.ok(t, hist[lo:start + k + 1].mean(0), cs[k], pred[k], unchanged)
             stable = torch.where(ok, stable + 1, torch.zeros_like(stable))
-            now = ~done & (stable >= self.rule.patience) & (t >= self.rule.min_steps)
+            now = ~done & (stable >= rule.patience) & (t >= rule.min_steps)
             idx = self.index[now]
             self.exit_step[idx] = t
             self.final_pred[idx] = pred[k][now]
             done |= now
         self.stable[self.index] = stable
+        self.unchanged[self.index], self.last_pred[self.index] = unchanged, last
         steps = torch.arange(t0 + 1, t0 + K + 1, device=cs.device)[:, None]
         counted = steps <= self.exit_step[self.index][None, :]
         self.final_pred[self.index[~done]] = pred[-1][~done]
-        self.recent = hist[-self.rule.window:][:, ~done]
+        self.recent = hist[-rule.window:][:, ~done]
         self.index = self.index[~done]
         return ~done, counted
 
@@ -88,3 +167,12 @@ class ExitTracker:
         out = torch.zeros(self.T + 1, dtype=torch.long, device=hit.device)
         out.index_add_(0, self.exit_step, hit)
         return out.cumsum(0)[: self.T]
+
+
+def replay(rule: ExitRule, outs: torch.Tensor, T: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply `rule` to recorded per-step outputs `outs` [T, N, classes] as simulate() would live.
+    Returns (exit_step [N] in 1..T, prediction at exit [N])."""
+    T = outs.shape[0] if T is None else T
+    tracker = ExitTracker(rule, torch.zeros(outs.shape[1], dtype=torch.long, device=outs.device), T)
+    tracker.update(outs[:T], outs[:T].cumsum(0), 0)
+    return tracker.exit_step, tracker.final_pred

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..evaluation import accuracy, eval_mode
 from ..graph import LAYER, Program, trace
 from ..graph.ops import SYNAPTIC_TYPES
-from .early_exit import ExitTracker, ExitWhenStable
+from .early_exit import ExitRule, ExitTracker
 from .encoding import Direct, Encoder
 from .engine import SpikingModel, check_steps
 from .record import Recorder, fanout_map
@@ -43,7 +43,7 @@ def auto_chunk(snn: SpikingModel, x: torch.Tensor, T: int, memory_budget_mb: flo
 def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Module | None = None,
              encoder: Encoder = Direct(), batch_size: int = 256, chunk_size: int | None = None,
              memory_budget_mb: float = 512, progress: bool | None = None, record: bool = True,
-             seed: int | None = None, exit_when: ExitWhenStable | None = None,
+             seed: int | None = None, exit_when: ExitRule | None = None,
              compile: bool | str | None = "auto") -> SimulationResult:
     """Evaluate `snn` on labelled data in one run of T steps.
 
@@ -53,7 +53,8 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     streamed in chunks of `chunk_size` steps (chosen from `memory_budget_mb` when None).
     `seed` seeds a stochastic encoder's random stream (one stream over the whole dataset); None
     uses the encoder's own seed (Poisson(seed)).
-    With `exit_when` (e.g. ExitWhenStable(patience=8)), each sample stops once its prediction has
+    With `exit_when` (an ExitRule: ExitWhenStable(patience=8), or fit_exit_rule(...).rule fitted on
+    held-out training data), each sample stops once its prediction has
     settled and keeps that prediction for the remaining steps; its work is skipped from the next
     chunk on (chunks of at most 2 steps then). The result then also holds the steps each sample
     used (`exit_steps_histogram`, `mean_steps`); accuracy[-1] is the early-exit accuracy.
@@ -124,7 +125,7 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
                               method=dict(snn.method))
     if exit_hist is not None:
         exit_hist = exit_hist.cpu()
-        result.exit_rule = vars(exit_when)
+        result.exit_rule = exit_when.to_dict()
         result.exit_steps_histogram = exit_hist[1:].tolist()
         result.mean_steps = float((exit_hist * torch.arange(T + 1)).sum()) / samples
     if recorder is not None:
