@@ -118,3 +118,18 @@ def test_train_validates_on_held_out_training_images(tmp_path, capsys):
     assert card["history"][-1]["val_acc"] == pytest.approx(evaluate_accuracy(model, held))
     assert cli.main(["train", "--epochs", "1", "--holdout", "100000", "--out", str(tmp_path / "n"), "--quiet"]) != 0
     assert "0 < n <" in capsys.readouterr().err
+
+
+def test_diagnose_writes_a_table_json_and_plot(tmp_path, capsys):
+    ann, snn, out = (str(tmp_path / n) for n in ("ann", "snn", "diag"))
+    assert cli.main(["train", "--epochs", "1", "--out", ann, "--quiet"]) == 0
+    assert cli.main(["convert", "--model-dir", ann, "--method", "snm", "--out", snn, "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["diagnose", "--snn", snn, "--model-dir", ann, "--T", "8", "--limit", "60", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "err@8" in printed and "silent%" in printed
+    d = json.loads((tmp_path / "diag" / "diagnosis.json").read_text())
+    assert d["T"] == 8 and d["samples"] == 60 and d["steps"] == [1, 2, 4, 8] and len(d["layers"]) >= 2
+    assert (tmp_path / "diag" / "diagnosis.png").stat().st_size > 1000
+    assert cli.main(["diagnose", "--snn", snn, "--model-dir", ann, "--T", "0", "--out", out]) == 1
+    assert "time steps" in capsys.readouterr().err

@@ -95,6 +95,33 @@ def _train(args: argparse.Namespace) -> None:
         print(f"test accuracy {100 * acc:.2f}%; model written to {out}")
 
 
+def _diagnose(args: argparse.Namespace) -> None:
+    from .data import dataset_as_tensors
+    from .diagnosis import diagnose
+    from .files import ensure_writable_dir, write_json_atomic
+    from .io import load
+    from .modelfile import load_model
+    from .report import plot_layer_errors
+
+    snn = load(args.snn)
+    ann, card = load_model(args.model_dir)
+    if args.dataset is None:  # the data the model was trained on
+        args.dataset = card.get("dataset", "digits")
+    out = ensure_writable_dir(args.out)
+    data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
+    if args.limit:
+        data = (data[0][:args.limit], data[1][:args.limit])
+    d = diagnose(snn, ann, data, args.T, batch_size=args.batch_size)
+    print(d.table())
+    write_json_atomic(out / "diagnosis.json", d.to_dict())
+    try:
+        plot_layer_errors(d.steps, {la.name: la.relative_error for la in d.layers}, out / "diagnosis.png",
+                          title=f"{snn.method.get('name', 'snn')}: relative error per layer ({args.dataset})")
+    except ConfigError as e:
+        print(f"no plot: {e}")
+    print(f"diagnosis written to {out}")
+
+
 def _json_object(text: str | None, flag: str) -> dict[str, Any]:
     """Parse a JSON object given on the command line; {} when absent."""
     if text is None:
@@ -224,20 +251,22 @@ def _finetune(args: argparse.Namespace) -> None:
           f"written to {args.out}")
 
 
-def _command(sub: Any, name: str, func: Any, data: bool = True, **kw: Any) -> argparse.ArgumentParser:
+def _command(sub: Any, name: str, func: Any, data: bool = True, dataset: str | None = "digits",
+             **kw: Any) -> argparse.ArgumentParser:
     """A subcommand running `func(args)`, with --quiet and (when `data`) --dataset / --data-dir."""
     p = sub.add_parser(name, **kw)
     if data:
-        _add_data_args(p)
+        _add_data_args(p, dataset)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=func)
     return p
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
     from .data import list_datasets
 
-    p.add_argument("--dataset", default="digits", help=f"{' | '.join(list_datasets())} (default digits)")
+    p.add_argument("--dataset", default=default, help=f"{' | '.join(list_datasets())} (default "
+                   + (default or "the one in the model's model.json") + ")")
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
 
 
@@ -289,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calibration-steps", type=int, default=None, help="time steps for RMP threshold balancing")
     c.add_argument("--calib-samples", type=int, default=1024, help="training images used for calibration")
     c.add_argument("--out", required=True, help="output spiking model directory")
+
+    g = _command(sub, "diagnose", _diagnose, dataset=None,
+                 help="where a spiking model loses the ANN's accuracy: per-layer error against the ANN over t")
+    g.add_argument("--snn", required=True, help="spiking model directory (from `snnconvert convert`)")
+    g.add_argument("--model-dir", required=True, help="the ANN it was converted from")
+    g.add_argument("--T", type=int, required=True, help="time steps")
+    g.add_argument("--split", default="test", choices=["train", "test"])
+    g.add_argument("--limit", type=int, default=None, help="only the first N images")
+    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--out", required=True, help="output directory (diagnosis.json, diagnosis.png)")
 
     e = _command(sub, "evaluate", _evaluate, help="simulate a spiking model: accuracy at every step, firing rates, energy")
     e.add_argument("--snn", required=True, help="spiking model directory (from `snnconvert convert`)")
