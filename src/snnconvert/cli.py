@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scale", type=float, default=None, help="threshold scale (RMP's alpha)")
     c.add_argument("--v-init", dest="v_init", type=float, default=None, help="initial potential / threshold")
     c.add_argument("--calibration-steps", type=int, default=None, help="time steps for RMP threshold balancing")
+    c.add_argument("--target-T", dest="target_T", type=int, default=None,
+                   help="calibrate the converted network layer by layer for runs of this many steps "
+                        "(method calibrated: 16 unless given; also with rmp, snm, baseline)")
     c.add_argument("--calib-samples", type=int, default=1024, help="training images used for calibration")
     c.add_argument("--out", required=True, help="output spiking model directory")
 

@@ -8,19 +8,21 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .calibration.granularity import Granularity
-from .calibration.rules import (LayerInputMax, LearnedClip, Max, Percentile, ThresholdRule, resolve_rule,
-                                rule_from_config)
+from .calibration.rules import (ErrorMinimising, LayerInputMax, LearnedClip, Max, Percentile, ThresholdRule,
+                                resolve_rule, rule_from_config)
 from .errors import CheckpointError, ConfigError
 from .neurons import NEURONS, SpikingNeuron, build_neuron
 from .registry import Registry
 
 # The fields of a preset a caller may override, in the order the CLI lists them.
-OVERRIDES = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps")
+OVERRIDES = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps", "target_T")
 
 
 @dataclass(frozen=True)
 class Method:
-    """A conversion recipe. `rule` decides thresholds, `scale` multiplies them (RMP's alpha)."""
+    """A conversion recipe. `rule` decides thresholds, `scale` multiplies them (RMP's alpha).
+    `target_T`: after conversion, calibrate the biases layer by layer for runs of that many steps
+    (calibration.layerwise); None: no post-conversion calibration."""
 
     name: str
     neuron: str
@@ -29,9 +31,13 @@ class Method:
     scale: float = 1.0
     v_init: float = 0.0
     description: str = ""
+    target_T: int | None = None
 
     def __post_init__(self) -> None:
         NEURONS.resolve(self.neuron)  # ConfigError naming the neuron kinds if unknown
+        if self.target_T is not None and (isinstance(self.target_T, bool) or not isinstance(self.target_T, int)
+                                          or self.target_T < 1):
+            raise ConfigError(f"target_T (the time steps to calibrate for) must be an integer >= 1, got {self.target_T!r}")
 
     def make_neuron(self, threshold: Any) -> SpikingNeuron:
         """A neuron of this method's kind with the given threshold."""
@@ -39,14 +45,17 @@ class Method:
 
     def to_dict(self) -> dict[str, Any]:
         """How the model was converted, for reports (the rule as its description)."""
-        return {"name": self.name, "neuron": self.neuron, "rule": self.rule.describe(),
-                "granularity": self.granularity.value, "scale": self.scale, "v_init": self.v_init}
+        out = {"name": self.name, "neuron": self.neuron, "rule": self.rule.describe(),
+               "granularity": self.granularity.value, "scale": self.scale, "v_init": self.v_init}
+        if self.target_T is not None:
+            out["target_T"] = self.target_T
+        return out
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this Method (method_from_config)."""
         return {"name": self.name, "neuron": self.neuron, "rule": self.rule.config(),
                 "granularity": self.granularity.value, "scale": self.scale, "v_init": self.v_init,
-                "description": self.description}
+                "description": self.description, "target_T": self.target_T}
 
 
 def method_from_config(config: dict[str, Any]) -> Method:
@@ -54,8 +63,9 @@ def method_from_config(config: dict[str, Any]) -> Method:
     try:
         return Method(str(config["name"]), str(config["neuron"]), rule_from_config(config["rule"]),
                       Granularity.parse(config["granularity"]), float(config["scale"]), float(config["v_init"]),
-                      str(config.get("description", "")))
-    except (KeyError, TypeError, ValueError) as e:
+                      str(config.get("description", "")),
+                      None if config.get("target_T") is None else int(config["target_T"]))
+    except (KeyError, TypeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"bad method description {config!r}: {e}") from e
 
 
@@ -72,6 +82,10 @@ register_method(Method("rmp", "if_soft", LayerInputMax(), Granularity.LAYER, 1.0
                        "RMP-SNN: soft-reset IF, thresholds from the layer input maximum, layer by layer, times scale"))
 register_method(Method("snm", "snm", Max(), Granularity.NEURON, 1.0, 0.0,
                        "SNM: signed neuron with memory, neuron-wise max normalisation"))
+register_method(Method("calibrated", "if_soft", ErrorMinimising(16, 0.5), Granularity.CHANNEL, 1.0, 0.5,
+                       "post-training calibration for a target T (beyond the papers): soft-reset IF, V(0) = theta/2, "
+                       "channel-wise thresholds minimising the conversion error at target_T (Li et al. 2021), then "
+                       "layer-wise bias calibration; target_T=16 unless given", target_T=16))
 register_method(Method("fastsnn", "signed_if", LearnedClip(), Granularity.LAYER, 1.0, 0.5,
                        "Fast-SNN: signed IF, thresholds = the QANN's learned clip alphas, V(0) = theta/2, T = 2^b - 1"))
 
@@ -106,6 +120,16 @@ def resolve_method(method: str | Method, **overrides: Any) -> Method:
         changes["scale"] = float(overrides["scale"])
     if overrides.get("v_init") is not None:
         changes["v_init"] = float(overrides["v_init"])
+    if overrides.get("target_T") is not None:
+        t = overrides["target_T"]
+        if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+            raise ConfigError(f"target_T (the time steps to calibrate for) must be an integer >= 1, got {t!r}")
+        changes["target_T"] = t
+    rule = changes.get("rule", m.rule)
+    if isinstance(rule, ErrorMinimising):  # the search is made for the method's T and V(0)
+        target = changes.get("target_T", m.target_T)
+        changes["rule"] = replace(rule, steps=target if target is not None else rule.steps,
+                                  v_init=min(1.0, max(0.0, changes.get("v_init", m.v_init))))
     return replace(m, **changes) if changes else m
 
 

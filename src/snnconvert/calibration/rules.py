@@ -19,6 +19,8 @@ from ..graph import Program
 from ..registry import Registry
 from .balancing import DEFAULT_CACHE_MB, balance_thresholds
 from .granularity import Granularity
+from .observers import HistogramObserver, default_bins
+from .search import search_thresholds
 from .statistics import activation_statistics, floor_dead, run_checked
 
 if TYPE_CHECKING:
@@ -141,6 +143,41 @@ class LayerInputMax(ThresholdRule):
         snn = job.build_spiking({n.name: torch.tensor(1.0) for n in job.program.activation_nodes()})
         return balance_thresholds(snn, job.data, self.steps, job.granularity, job.scale, job.batch_size,
                                   job.progress, self.cache_mb)
+
+
+@_registered
+@dataclass(frozen=True)
+class ErrorMinimising(ThresholdRule):
+    """theta minimises the expected squared error between the ANN activation and its clipped, T-level
+    quantised rate at `steps` time steps with V(0) = v_init * theta (Li et al. 2021's threshold search;
+    see search.py). Made for soft-reset neurons run for about `steps` steps."""
+
+    steps: int = 16
+    v_init: float = 0.5
+    name: ClassVar[str] = "error_min"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"the error-minimising threshold search needs a target T >= 1 (an int), got {self.steps!r}")
+        if not 0.0 <= self.v_init <= 1.0:
+            raise ConfigError(f"v_init must be in [0, 1] for the threshold search, got {self.v_init}")
+
+    def describe(self) -> str:
+        return f"error-minimising search for T={self.steps}, V(0)={self.v_init:g} theta"
+
+    def default_steps(self, program: Program) -> int | None:
+        return self.steps
+
+    def thresholds(self, job: CalibrationJob) -> tuple[dict[str, torch.Tensor], int]:
+        maxima, samples = activation_statistics(job.program, job.data, job.granularity, None, job.batch_size)
+        names = list(maxima)
+        hists = {k: HistogramObserver(job.granularity, maxima[k], default_bins(maxima[k].numel())) for k in names}
+        with torch.no_grad():
+            for x, _ in iter_batches(job.data, job.batch_size, "calibration data"):
+                _, cap = run_checked(job.program, x, names)
+                for k in names:
+                    hists[k].update(cap[k])
+        return {k: floor_dead(search_thresholds(hists[k], self.steps, self.v_init)) * job.scale for k in names}, samples
 
 
 @_registered

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..calibration import calibrate
+from ..calibration.layerwise import calibrate_bias
 from ..errors import CalibrationError
 from ..graph import MAXPOOL, Program, trace
 from ..methods import Method, resolve_method
@@ -21,7 +22,8 @@ def convert(model: nn.Module, calibration_data: Any = None, method: str | Method
 
     method: "baseline" | "rmp" | "snm" | "fastsnn" (a preset), overridable field by field:
     neuron=, threshold= (rule name, rule object or a number), percentile=, granularity=,
-    scale=, v_init=, calibration_steps= (rmp). calibration_data: a tensor [N, ...], (x, y), a
+    scale=, v_init=, calibration_steps= (rmp), target_T= (calibrate the biases layer by layer for runs
+    of that many steps; the "calibrated" preset does it for T = 16 by default). calibration_data: a tensor [N, ...], (x, y), a
     Dataset or a DataLoader; not needed for fastsnn (thresholds are learned) or a fixed threshold.
     Every ReLU becomes a neuron; the last layer does not spike (it accumulates); max pooling
     becomes spike-gated max pooling; dropout and identity are removed; batch norm is folded.
@@ -31,12 +33,19 @@ def convert(model: nn.Module, calibration_data: Any = None, method: str | Method
     if m.rule.needs_data and calibration_data is None:
         raise CalibrationError(f"method {m.name!r} with rule '{m.rule.describe()}' needs calibration_data "
                                "(a tensor of inputs, a Dataset or a DataLoader)")
-    default_T = m.rule.default_steps(program)
+    if m.target_T is not None and calibration_data is None:
+        raise CalibrationError(f"target_T={m.target_T} calibrates the converted network on data: pass "
+                               "calibration_data (a tensor of inputs, a Dataset or a DataLoader)")
+    default_T = m.target_T or m.rule.default_steps(program)
     calib = calibrate(program, calibration_data, m.rule, m.granularity, m.scale, batch_size,
                       build_spiking=lambda thresholds: build_spiking(program, thresholds, m, default_T),
                       progress=progress)
     snn = build_spiking(program, calib.thresholds, m, default_T)
     snn.method.update(calibration_samples=calib.samples)
+    if m.target_T is not None:
+        reference = trace(model, leaf_modules)  # the ANN, untouched: what each layer should output
+        snn.method["bias_calibration"] = calibrate_bias(snn, reference, calibration_data, m.target_T, batch_size,
+                                                        progress)
     for p in snn.parameters():  # an inference artefact: no autograd graph through T steps
         p.requires_grad_(False)
     return snn.eval()

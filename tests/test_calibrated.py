@@ -1,0 +1,122 @@
+"""Post-training calibration for a target T: threshold search and layer-wise bias calibration."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import snnconvert as sc
+from snnconvert.calibration import ErrorMinimising, Granularity
+from snnconvert.calibration.layerwise import ann_channel_means, calibrate_bias, feeding_layer, snn_channel_mean
+from snnconvert.calibration.observers import HistogramObserver
+from snnconvert.calibration.search import quantised_rate, search_thresholds
+from snnconvert.graph import trace
+
+
+@pytest.mark.parametrize("T", [1, 2, 4, 8])
+def test_search_finds_the_closed_form_optimum_on_uniform_activations(T):
+    # a ~ U[0, 1], V(0) = theta/2: E[(a - q(a))^2] is smallest at theta = 2T / (2T + 1)
+    a = torch.rand(400_000, 1, generator=torch.Generator().manual_seed(T))
+    hist = HistogramObserver(Granularity.LAYER, torch.tensor(1.0), 4096)
+    hist.update(a)
+    assert search_thresholds(hist, T, 0.5).item() == pytest.approx(2 * T / (2 * T + 1), abs=0.006)
+    # and through convert(): an identity layer passes the activations on unchanged
+    net = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 1))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.zero_()
+    snn = sc.convert(net, a[:100_000], "rmp", threshold=ErrorMinimising(T, 0.5), v_init=0.5)
+    theta = next(iter(snn.neurons().values())).threshold
+    assert theta.item() == pytest.approx(2 * T / (2 * T + 1), abs=0.01)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.01, 5.0), st.integers(1, 64), st.sampled_from([0.0, 0.5]))
+def test_quantised_rate_is_what_a_soft_reset_neuron_emits(a, T, v0):
+    theta = torch.tensor(1.3)
+    v, spikes = v0 * theta.item(), 0
+    for _ in range(T):  # the reference loop: integrate, fire at >= theta, subtract
+        v += a
+        if v >= theta.item():
+            v -= theta.item()
+            spikes += 1
+    expected = theta.item() * spikes / T
+    got = quantised_rate(torch.tensor(a, dtype=torch.float64), theta.double(), T, v0).item()
+    assert got == pytest.approx(expected, abs=1e-6 + 1e-9) or abs(a * T / theta.item() + v0 - round(a * T / theta.item() + v0)) < 1e-6
+
+
+def one_layer_net() -> nn.Module:
+    net = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 2))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.zero_()
+    return net.eval()
+
+
+def test_bias_calibration_removes_a_known_systematic_error_exactly():
+    net = one_layer_net()
+    x = torch.tensor([[0.25], [0.5], [0.75]] * 4)
+    snn = sc.convert(net, None, "rmp", threshold=1.0, v_init=0.5)  # theta = 1, T = 4: these rates are exact
+    (node,) = snn.program.activation_nodes()
+    layer = feeding_layer(snn.program, node)
+    assert layer is not None
+    with torch.no_grad():
+        layer.bias -= 0.25  # a systematic error of 0.25 in every sample's input
+    assert snn_channel_mean(snn, x, node.name, 4, 256).item() == pytest.approx(0.5 - 0.25)
+    report = calibrate_bias(snn, trace(net), x, 4)
+    assert layer.bias.item() == pytest.approx(0.0, abs=1e-7)
+    assert report[node.name]["mean_abs_correction"] == pytest.approx(0.25)
+    assert snn_channel_mean(snn, x, node.name, 4, 256).item() == pytest.approx(0.5)
+
+
+def small_deep_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1),
+                         nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 4 * 4, 5)).eval()
+
+
+def test_calibrated_preset_lowers_the_per_layer_error_it_targets_and_leaves_the_ann_alone():
+    net = small_deep_net()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.2, 0.2)
+        net[1].running_var.uniform_(0.5, 2.0)
+    x = torch.rand(96, 1, 8, 8)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    plain = sc.convert(net, x, "rmp", threshold=ErrorMinimising(4, 0.5), granularity="channel", v_init=0.5)
+    calibrated = sc.convert(net, x, "calibrated", target_T=4)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    names = [n.name for n in plain.program.activation_nodes()]
+    target = ann_channel_means(trace(net), x, names, 256)
+    for name in names:  # the per-channel mean error at T = 4, layer by layer
+        err_plain = (target[name] - snn_channel_mean(plain, x, name, 4, 256)).abs().mean()
+        err_cal = (target[name] - snn_channel_mean(calibrated, x, name, 4, 256)).abs().mean()
+        assert err_cal <= err_plain + 1e-6
+    assert calibrated.method["target_T"] == 4 and calibrated.default_T == 4
+    assert set(calibrated.method["bias_calibration"]) == set(names)
+    assert all(r["changed"] for r in calibrated.method["bias_calibration"].values())
+
+
+def test_calibration_survives_save_and_load(tmp_path):
+    net = small_deep_net()
+    x = torch.rand(64, 1, 8, 8)
+    snn = sc.convert(net, x, "calibrated", target_T=8)
+    sc.save(snn, tmp_path / "snn")
+    back = sc.load(tmp_path / "snn")
+    assert back.method["target_T"] == 8 and back.method_config["target_T"] == 8 and back.default_T == 8
+    assert "bias_calibration" in back.method
+    assert torch.equal(back(x, 8), snn(x, 8))
+
+
+def test_target_T_works_with_the_papers_presets_and_bad_input_is_named():
+    net = small_deep_net()
+    x = torch.rand(32, 1, 8, 8)
+    snn = sc.convert(net, x, "snm", target_T=8)
+    assert snn.method["target_T"] == 8 and snn.method["name"] == "snm"
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(sc.ConfigError, match="target_T"):
+            sc.convert(net, x, "calibrated", target_T=bad)
+    with pytest.raises(sc.CalibrationError, match="calibration_data"):
+        sc.convert(net, None, "calibrated")
+    with pytest.raises(sc.CalibrationError, match="does not fit"):
+        sc.convert(net, torch.rand(8, 3, 8, 8), "calibrated")
