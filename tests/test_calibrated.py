@@ -120,3 +120,59 @@ def test_target_T_works_with_the_papers_presets_and_bad_input_is_named():
         sc.convert(net, None, "calibrated")
     with pytest.raises(sc.CalibrationError, match="does not fit"):
         sc.convert(net, torch.rand(8, 3, 8, 8), "calibrated")
+
+
+def test_datafree_thresholds_are_bn_mean_plus_k_std():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(3 * 4 * 4, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([1.0, -2.0, 0.5]))
+        net[1].bias.copy_(torch.tensor([0.1, 0.2, -0.3]))
+        net[5].weight.copy_(torch.tensor([1.0, 1.5, -1.0, 0.2]))
+        net[5].bias.copy_(torch.tensor([0.0, 1.0, 0.5, -1.0]))
+    snn = sc.convert(net, None, "rmp", threshold="bn_stats", granularity="channel")
+    conv_theta, fc_theta = (n.threshold for n in snn.neurons().values())
+    assert torch.allclose(conv_theta.flatten(), torch.tensor([0.1 + 3, 0.2 + 6, -0.3 + 1.5]))
+    assert conv_theta.shape == (3, 1, 1)
+    assert torch.allclose(fc_theta, torch.tensor([3.0, 5.5, 3.5, -0.4]).where(torch.tensor([1, 1, 1, 0]).bool(),
+                                                                             torch.tensor(5.5)))  # <= 0: dead floor
+    layer = sc.convert(net, None, "rmp", threshold="bn_stats", granularity="layer")
+    assert [n.threshold.item() for n in layer.neurons().values()] == pytest.approx([6.2, 5.5])
+
+
+def test_datafree_moments_through_a_residual_addition_match_monte_carlo():
+    from snnconvert.calibration.datafree import rectified_moments
+
+    mean, var = torch.tensor([0.3, -0.5], dtype=torch.float64), torch.tensor([1.0, 0.25], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    samples = torch.relu(mean + var.sqrt() * torch.randn(2_000_000, 2, generator=g, dtype=torch.float64))
+    m, v = rectified_moments(mean, var)
+    assert torch.allclose(m, samples.mean(0), atol=2e-3) and torch.allclose(v, samples.var(0), atol=3e-3)
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2)
+            self.conv2, self.bn2 = nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2)
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.bn1(self.conv1(x)))
+            h = torch.relu(self.bn2(self.conv2(h)) + h)
+            return self.fc(h.mean((2, 3)))
+
+    net = Residual().eval()
+    with torch.no_grad():
+        net.bn1.weight.copy_(var.sqrt().float())
+        net.bn1.bias.copy_(mean.float())
+        net.bn2.weight.fill_(1.0)
+        net.bn2.bias.fill_(0.5)
+    snn = sc.convert(net, None, "rmp", threshold=sc.calibration.BatchNormStatistics(2.0), granularity="channel")
+    second = list(snn.neurons().values())[1].threshold.flatten().double()
+    assert torch.allclose(second, 0.5 + m + 2 * (1 + v).sqrt(), atol=1e-5)
+
+
+def test_datafree_needs_batch_norm_before_every_relu():
+    with pytest.raises(sc.ConfigError, match="no batch norm"):
+        sc.convert(one_layer_net(), None, "rmp", threshold="bn_stats")

@@ -3,10 +3,10 @@ activation statistics, threshold balancing on the spiking network, and the calib
 from .calibrate import Calibration, calibrate
 from .granularity import Granularity
 from .observers import HistogramObserver, MaxObserver
-from .rules import (RULES, CalibrationJob, ErrorMinimising, Fixed, LayerInputMax, LearnedClip, Max, Percentile, ThresholdRule,
+from .rules import (RULES, BatchNormStatistics, CalibrationJob, ErrorMinimising, Fixed, LayerInputMax, LearnedClip, Max, Percentile, ThresholdRule,
                     resolve_rule, rule_from_config)
 from .statistics import activation_statistics, floor_dead
 
-__all__ = ["Calibration", "CalibrationJob", "ErrorMinimising", "Fixed", "Granularity", "HistogramObserver", "LayerInputMax",
+__all__ = ["BatchNormStatistics", "Calibration", "CalibrationJob", "ErrorMinimising", "Fixed", "Granularity", "HistogramObserver", "LayerInputMax",
            "LearnedClip", "Max", "MaxObserver", "Percentile", "RULES", "ThresholdRule", "activation_statistics",
            "calibrate", "floor_dead", "resolve_rule", "rule_from_config"]

@@ -18,6 +18,7 @@ from ..errors import CalibrationError, CheckpointError, ConfigError
 from ..graph import Program
 from ..registry import Registry
 from .balancing import DEFAULT_CACHE_MB, balance_thresholds
+from .datafree import datafree_thresholds
 from .granularity import Granularity
 from .observers import HistogramObserver, default_bins
 from .search import search_thresholds
@@ -178,6 +179,30 @@ class ErrorMinimising(ThresholdRule):
                 for k in names:
                     hists[k].update(cap[k])
         return {k: floor_dead(search_thresholds(hists[k], self.steps, self.v_init)) * job.scale for k in names}, samples
+
+
+@_registered
+@dataclass(frozen=True)
+class BatchNormStatistics(ThresholdRule):
+    """Data-free: theta = mean + k std per channel of each activation's input, known from the batch
+    norm before it (datafree.py); the layer granularity takes the largest channel's."""
+
+    k: float = 3.0
+    name: ClassVar[str] = "bn_stats"
+    needs_data: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if not self.k > 0:
+            raise ConfigError(f"bn_stats needs k > 0 (thresholds at mean + k std), got {self.k}")
+
+    def describe(self) -> str:
+        return f"data-free: batch-norm mean + {self.k:g} std"
+
+    def thresholds(self, job: CalibrationJob) -> tuple[dict[str, torch.Tensor], int]:
+        raw = datafree_thresholds(job.program, self.k)
+        if job.granularity is Granularity.LAYER:
+            raw = {n: t.max() for n, t in raw.items()}
+        return {n: floor_dead(t) * job.scale for n, t in raw.items()}, 0
 
 
 @_registered

@@ -93,12 +93,15 @@ def map_refs(value: Any, fn: Callable[[Ref], Any]) -> Any:
 
 
 class Program(nn.Module):
-    """Nodes in topological order plus the modules they call (`layers[key]`)."""
+    """Nodes in topological order plus the modules they call (`layers[key]`). `preactivation_stats`
+    (filled by trace when it folds batch norm): {layer node name: (mean, std) per channel of the
+    folded layer's output}, from the BN's affine parameters; {} otherwise."""
 
     def __init__(self, nodes: list[Node], layers: dict[str, nn.Module]) -> None:
         super().__init__()
         self.nodes = nodes
         self.layers = nn.ModuleDict(layers)
+        self.preactivation_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def input_name(self) -> str:

@@ -37,8 +37,11 @@ def _check_finite(model: nn.Module) -> None:
                              "conversion needs finite weights (check the checkpoint or the training run)")
 
 
-def _fold_batch_norm(gm: fx.GraphModule) -> None:
-    """Fold eval-mode BN into the conv/linear feeding it when that output has no other user."""
+def _fold_batch_norm(gm: fx.GraphModule) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fold eval-mode BN into the conv/linear feeding it when that output has no other user.
+    Returns {name of the folded layer's node: (beta, |gamma|)}: the per-channel mean and standard
+    deviation of the BN's output over the data its running statistics describe."""
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     modules = dict(gm.named_modules())
     call_count: dict[str, int] = {}
     for node in gm.graph.nodes:
@@ -60,12 +63,16 @@ def _fold_batch_norm(gm: fx.GraphModule) -> None:
             fused = fuse_linear_bn_eval(layer, bn)
         else:
             continue
+        gamma = bn.weight.detach() if bn.weight is not None else torch.ones_like(bn.running_mean)
+        beta = bn.bias.detach() if bn.bias is not None else torch.zeros_like(bn.running_mean)
+        stats[prev.name] = (beta.clone().float(), gamma.abs().clone().float())
         parent_name, _, attr = prev.target.rpartition(".")
         setattr(gm.get_submodule(parent_name) if parent_name else gm, attr, fused)
         modules[prev.target] = fused
         node.replace_all_uses_with(prev)
         gm.graph.erase_node(node)
     gm.graph.lint()
+    return stats
 
 
 def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
@@ -97,9 +104,10 @@ def trace(model: nn.Module, leaf_modules: tuple[type[nn.Module], ...] = (), fold
     _check_finite(model)
     model = copy.deepcopy(model).eval()
     gm = fx_trace(model, tuple(leaf_modules) + ACTIVATION_TYPES + (StatefulModule,))
-    if fold_bn:
-        _fold_batch_norm(gm)
-    return _to_program(gm)
+    stats = _fold_batch_norm(gm) if fold_bn else {}
+    program = _to_program(gm)
+    program.preactivation_stats = stats
+    return program
 
 
 def _to_program(gm: fx.GraphModule) -> Program:
