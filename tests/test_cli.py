@@ -77,6 +77,13 @@ def test_train_convert_evaluate_finetune_pipeline(tmp_path, capsys):
     e = json.loads(early.read_text())
     assert e["exit_rule"]["confidence"] == 0.9 and 1 <= e["mean_steps"] <= 16
     capsys.readouterr()
+    fitted = tmp_path / "f.json"
+    assert cli.main(["evaluate", "--snn", snn, "--model-dir", qann, "--out", str(fitted), "--limit", "100", "--T", "8",
+                     "--exit-when", "fitted:tolerance=0.02", "--fit-images", "200", "--quiet"]) == 0
+    f = json.loads(fitted.read_text())
+    assert f["exit_rule"]["rule"] == "ExitOnMargin" and f["exit_rule"]["fitted"]["tolerance"] == 0.02
+    assert len(f["exit_rule"]["thresholds"]) == 8 and 1 <= f["mean_steps"] <= 8
+    assert "exit rule fitted on 200 training images" in capsys.readouterr().out
     assert cli.main(["evaluate", "--snn", snn, "--out", str(early), "--exit-when", "speed=3", "--quiet"]) == 1
     assert "--exit-when takes" in capsys.readouterr().err
     assert cli.main(["convert", "--model-dir", str(tmp_path / "missing"), "--out", snn]) == 1

@@ -97,3 +97,5 @@ def test_bad_arguments_are_named():
         sc.simulate(snn, (x, torch.zeros(8, dtype=torch.long)), 4, exit_when={"patience": 2})
     fit = sc.fit_exit_rule(snn, x, 6)  # unlabelled data fits too (agreement with the full run needs no labels)
     assert fit.labels is None and fit.exit_accuracy() is None
+    never = sc.ExitOnMargin((float("inf"), 1.0))
+    assert never.to_dict()["thresholds"] == [None, 1.0]  # JSON has no infinity

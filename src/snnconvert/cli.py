@@ -12,7 +12,7 @@ from .calibration import RULES, Granularity
 from .errors import ConfigError, SnnConvertError
 from .methods import METHODS, OVERRIDES
 from .neurons import NEURONS
-from .simulation import ExitWhenStable
+from .simulation import ExitRule, ExitWhenStable
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -192,7 +192,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         seed = args.seed if job.world_size == 1 else args.seed * job.world_size + job.rank  # a Poisson stream per rank
         encoder = Poisson(seed) if args.encoding == "poisson" else Direct()
         res = simulate(snn, data, args.T, ann=ann, encoder=encoder, batch_size=args.batch_size,
-                       progress=_progress(args) and job.is_main, exit_when=_exit_rule(args.exit_when),
+                       progress=_progress(args) and job.is_main, exit_when=_exit_rule(args, snn),
                        compile=args.compile)
         res = res.reduce_across_ranks()
         if not job.is_main:
@@ -206,31 +206,74 @@ def _evaluate(args: argparse.Namespace) -> None:
               f"{s['synops_per_sample']:.3g} synops/sample, energy {s['energy_per_sample_uj']:.4g} uJ/sample"
               + (f" (ANN {s['ann_energy_per_sample_uj']:.4g} uJ)" if s["ann_energy_per_sample_uj"] else ""))
         if res.mean_steps is not None:
-            print(f"early exit {res.exit_rule}: accuracy {100 * res.accuracy[-1]:.2f}%, "
+            shown = {k: v for k, v in res.exit_rule.items() if k != "thresholds"}
+            print(f"early exit {shown}: accuracy {100 * res.accuracy[-1]:.2f}%, "
                   f"mean {res.mean_steps:.2f} of {T} steps")
         write_json_atomic(out, res.to_dict())
         print(f"results written to {out}")
 
 
-def _exit_rule(text: str | None) -> ExitWhenStable | None:
-    """'--exit-when default' or 'confidence=0.99,window=4,patience=2,min_steps=1' -> ExitWhenStable."""
+def _exit_rule(args: argparse.Namespace, snn: Any) -> ExitRule | None:
+    """--exit-when: 'default', key=value pairs of ExitWhenStable, or 'fitted[:tolerance=0.005]' (an
+    ExitOnMargin fitted on --fit-images held-out training images for runs of --T steps)."""
+    text = args.exit_when
     if text is None:
         return None
     if text.strip() in ("", "default"):
         return ExitWhenStable()
-    types = {f.name: type(f.default) for f in dataclasses.fields(ExitWhenStable)}
+    if text.strip().startswith("fitted"):
+        return _fitted_exit_rule(args, snn, text.strip()[len("fitted"):].lstrip(":"))
+    return ExitWhenStable(**_key_values(text, ExitWhenStable, "'default', 'fitted' or key=value pairs of"))
+
+
+def _key_values(text: str, cls: Any, what: str) -> dict[str, Any]:
+    types = {f.name: type(f.default) for f in dataclasses.fields(cls) if isinstance(f.default, (int, float))}
     kw: dict[str, Any] = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
         key = key.strip()
         if key not in types or not value:
-            raise ConfigError(f"--exit-when takes 'default' or key=value pairs of {', '.join(types)} "
-                              f"(e.g. confidence=0.99,patience=2), got {part!r}")
+            raise ConfigError(f"--exit-when takes {what} {', '.join(types)} "
+                              f"(e.g. confidence=0.99,patience=2 or fitted:tolerance=0.01), got {part!r}")
         try:
             kw[key] = types[key](value)
         except ValueError:
             raise ConfigError(f"--exit-when: {key} must be a number, got {value!r}") from None
-    return ExitWhenStable(**kw)
+    return kw
+
+
+@dataclasses.dataclass(frozen=True)
+class _FitOptions:
+    tolerance: float = 0.005
+
+
+def _fitted_exit_rule(args: argparse.Namespace, snn: Any, options: str) -> ExitRule:
+    import torch
+
+    from .data import dataset_as_tensors, holdout_split
+    from .modelfile import read_card
+    from .simulation import fit_exit_rule
+
+    opts = _FitOptions(**(_key_values(options, _FitOptions, "'fitted:' and") if options else {}))
+    if args.T is None and snn.default_T is None:
+        raise ConfigError("--exit-when fitted fits the rule for runs of --T steps: give --T")
+    T = args.T or snn.default_T
+    train_set = _dataset(args, train=True)
+    card = read_card(args.model_dir) if args.model_dir else {}
+    if card.get("holdout"):
+        _, pool = holdout_split(train_set, card["holdout"]["images"], card["holdout"]["seed"])
+    else:
+        pool = train_set
+        print("note: no held-out split in the model card (train --holdout N): the exit rule is fitted on training "
+              "images the ANN has seen, which makes it exit early too readily on new images")
+    n = min(args.fit_images, len(pool))
+    g = torch.Generator().manual_seed(0)
+    pick = torch.randperm(len(pool), generator=g)[:n].tolist()
+    fit = fit_exit_rule(snn, dataset_as_tensors(torch.utils.data.Subset(pool, pick)), T, tolerance=opts.tolerance,
+                        batch_size=args.batch_size)
+    print(f"exit rule fitted on {n} training images for T={T}: mean {fit.mean_steps:.2f} steps there, "
+          f"{100 * fit.disagreement:.2f}% answers differ from the full run (tolerance {100 * opts.tolerance:g}%)")
+    return fit.rule
 
 
 def _finetune(args: argparse.Namespace) -> None:
@@ -346,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "per neuron type, eager after a warning where compiling is impossible)")
     e.add_argument("--exit-when", default=None, metavar="RULE",
                    help="per-sample early exit: 'default' (confidence=0.99,window=4,patience=2) or key=value "
-                        "pairs; stops each image once its prediction has settled")
+                        "pairs; stops each image once its prediction has settled. 'fitted[:tolerance=0.005]': a "
+                        "margin rule fitted on --fit-images held-out training images (at most that share of "
+                        "them answer otherwise than the full --T run)")
+    e.add_argument("--fit-images", type=int, default=1000, help="images for --exit-when fitted (default 1000)")
     e.add_argument("--out", default="results.json", help="JSON results file (default results.json)")
 
     f = _command(sub, "finetune", _finetune, help="Fast-SNN layer-wise fine-tuning of a converted SNN towards its QANN")

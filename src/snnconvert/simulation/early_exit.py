@@ -80,7 +80,8 @@ def running_margin(running: torch.Tensor, t: int) -> torch.Tensor:
 class ExitOnMargin(ExitRule):
     """Exit a sample after step t when its running prediction has been the same for `stable_steps`
     steps and the margin of the mean output so far, (top-1 - top-2 of sum_{s<=t} out_s) / t, is
-    >= thresholds[t-1] (thresholds[-1] for t beyond the list; inf: nobody exits at that step).
+    >= thresholds[t-1] (thresholds[-1] for t beyond the list; inf: nobody exits at that step,
+    written as null by to_dict()).
     Usually made by `fit_exit_rule`, which records how it was fitted in `fitted`."""
 
     thresholds: tuple[float, ...]
@@ -103,7 +104,8 @@ class ExitOnMargin(ExitRule):
         return (running_margin(running, t) >= self.threshold_at(t)) & (unchanged >= self.stable_steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": "ExitOnMargin", "thresholds": list(self.thresholds), "stable_steps": self.stable_steps,
+        return {"rule": "ExitOnMargin", "thresholds": [v if v != float("inf") else None for v in self.thresholds],
+                "stable_steps": self.stable_steps,
                 "min_steps": self.min_steps, "fitted": dict(self.fitted)}
 
 
