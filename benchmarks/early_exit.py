@@ -44,7 +44,8 @@ from snnconvert.training import TrainConfig, train  # noqa: E402
 RULES = [sc.ExitWhenStable(), sc.ExitWhenStable(confidence=0.9), sc.ExitWhenStable(confidence=0.999, patience=3),
          sc.ExitWhenStable(confidence=0.99, window=8, patience=4)]
 METHODS = {"rmp": ("RMP, alpha=1", "rmp", {}), "rmp-0.5": ("RMP, alpha=0.5", "rmp", {"scale": 0.5}),
-           "snm": ("SNM, neuron-wise", "snm", {}), "snm-v0.5": ("SNM, V(0)=theta/2", "snm", {"v_init": 0.5})}
+           "snm": ("SNM, neuron-wise", "snm", {}), "snm-v0.5": ("SNM, V(0)=theta/2", "snm", {"v_init": 0.5}),
+           "calibrated-8": ("calibrated, target_T=8", "calibrated", {"target_T": 8})}
 TOLERANCES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.04)
 STABLE_STEPS = (1, 2, 4)
 

@@ -7,7 +7,7 @@ from torch import nn
 
 import snnconvert as sc
 from snnconvert.calibration import ErrorMinimising, Granularity
-from snnconvert.calibration.layerwise import ann_channel_means, calibrate_bias, feeding_layer, snn_channel_mean
+from snnconvert.calibration.layerwise import ann_channel_means, calibrate_layerwise, feeding_layer, snn_channel_mean
 from snnconvert.calibration.observers import HistogramObserver
 from snnconvert.calibration.search import quantised_rate, search_thresholds
 from snnconvert.graph import trace
@@ -63,9 +63,9 @@ def test_bias_calibration_removes_a_known_systematic_error_exactly():
     with torch.no_grad():
         layer.bias -= 0.25  # a systematic error of 0.25 in every sample's input
     assert snn_channel_mean(snn, x, node.name, 4, 256).item() == pytest.approx(0.5 - 0.25)
-    report = calibrate_bias(snn, trace(net), x, 4)
+    report = calibrate_layerwise(snn, trace(net), x, 4, potential=False)
     assert layer.bias.item() == pytest.approx(0.0, abs=1e-7)
-    assert report[node.name]["mean_abs_correction"] == pytest.approx(0.25)
+    assert report[node.name]["bias_mean_abs_correction"] == pytest.approx(0.25)
     assert snn_channel_mean(snn, x, node.name, 4, 256).item() == pytest.approx(0.5)
 
 
@@ -93,8 +93,40 @@ def test_calibrated_preset_lowers_the_per_layer_error_it_targets_and_leaves_the_
         err_cal = (target[name] - snn_channel_mean(calibrated, x, name, 4, 256)).abs().mean()
         assert err_cal <= err_plain + 1e-6
     assert calibrated.method["target_T"] == 4 and calibrated.default_T == 4
-    assert set(calibrated.method["bias_calibration"]) == set(names)
-    assert all(r["changed"] for r in calibrated.method["bias_calibration"].values())
+    report = calibrated.method["layerwise_calibration"]
+    assert set(report) == set(names) and all("bias_mean_abs_correction" in r for r in report.values())
+    assert all(r["error_after_bias"] <= r["error_before"] + 1e-6 for r in report.values())
+
+
+def test_potential_calibration_removes_a_residual_error_with_the_initial_potential():
+    net = one_layer_net()
+    x = torch.tensor([[0.25], [0.5], [0.75]] * 4)
+    snn = sc.convert(net, None, "rmp", threshold=1.0, v_init=0.5)
+    (node,) = snn.program.activation_nodes()
+    with torch.no_grad():
+        feeding_layer(snn.program, node).bias -= 0.25
+    # with the bias left alone, potential calibration alone must absorb the error: V(0) += 0.25 * 4
+    snn.program.layers[node.target].set_initial_offset(torch.tensor(0.0))
+    report = calibrate_layerwise(snn, trace(net), x, 4, potential=True)
+    assert report[node.name]["error_after_bias"] == pytest.approx(0.0, abs=1e-7)  # the bias did it all here
+    neuron = snn.program.layers[node.target]
+    assert neuron.v_offset.abs().max().item() == pytest.approx(0.0, abs=1e-6)
+    # a neuron whose bias cannot move (none feeds it alone) gets the whole correction as V(0)
+    neuron.set_initial_offset(None)
+    with torch.no_grad():
+        feeding_layer(snn.program, node).bias -= 0.25
+    from snnconvert.calibration import layerwise
+
+    real = layerwise.feeding_layer
+    layerwise.feeding_layer = lambda program, node: None
+    try:
+        report = calibrate_layerwise(snn, trace(net), x, 4)
+    finally:
+        layerwise.feeding_layer = real
+    assert neuron.v_offset.item() == pytest.approx(0.25 * 4) and "unchanged" in report[node.name]["bias"]
+    assert snn_channel_mean(snn, x, node.name, 4, 256).item() == pytest.approx(0.5)
+    with pytest.raises(sc.ConfigError, match="finite"):
+        neuron.set_initial_offset(torch.tensor(float("nan")))
 
 
 def test_calibration_survives_save_and_load(tmp_path):
@@ -104,8 +136,14 @@ def test_calibration_survives_save_and_load(tmp_path):
     sc.save(snn, tmp_path / "snn")
     back = sc.load(tmp_path / "snn")
     assert back.method["target_T"] == 8 and back.method_config["target_T"] == 8 and back.default_T == 8
-    assert "bias_calibration" in back.method
+    assert "layerwise_calibration" in back.method
+    assert all(n.v_offset is not None for n in back.neurons().values())
+    assert all(torch.equal(a.v_offset, b.v_offset) for a, b in zip(back.neurons().values(), snn.neurons().values()))
     assert torch.equal(back(x, 8), snn(x, 8))
+    bias_only = sc.convert(net, x, "calibrated", target_T=8, potential=False)
+    assert all(n.v_offset is None for n in bias_only.neurons().values())
+    sc.save(bias_only, tmp_path / "bias_only")
+    assert torch.equal(sc.load(tmp_path / "bias_only")(x, 8), bias_only(x, 8))
 
 
 def test_target_T_works_with_the_papers_presets_and_bad_input_is_named():

@@ -362,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target-T", dest="target_T", type=int, default=None,
                    help="calibrate the converted network layer by layer for runs of this many steps "
                         "(method calibrated: 16 unless given; also with rmp, snm, baseline)")
+    c.add_argument("--potential", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --target-T: also calibrate the initial membrane potentials (default: yes)")
     c.add_argument("--calib-samples", type=int, default=1024, help="training images used for calibration")
     c.add_argument("--out", required=True, help="output spiking model directory")
 

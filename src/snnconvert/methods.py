@@ -15,14 +15,16 @@ from .neurons import NEURONS, SpikingNeuron, build_neuron
 from .registry import Registry
 
 # The fields of a preset a caller may override, in the order the CLI lists them.
-OVERRIDES = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps", "target_T")
+OVERRIDES = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps", "target_T",
+             "potential")
 
 
 @dataclass(frozen=True)
 class Method:
     """A conversion recipe. `rule` decides thresholds, `scale` multiplies them (RMP's alpha).
-    `target_T`: after conversion, calibrate the biases layer by layer for runs of that many steps
-    (calibration.layerwise); None: no post-conversion calibration."""
+    `target_T`: after conversion, calibrate the biases (and, with `potential`, the initial membrane
+    potentials) layer by layer for runs of that many steps (calibration.layerwise); None: no
+    post-conversion calibration."""
 
     name: str
     neuron: str
@@ -32,6 +34,7 @@ class Method:
     v_init: float = 0.0
     description: str = ""
     target_T: int | None = None
+    potential: bool = True
 
     def __post_init__(self) -> None:
         NEURONS.resolve(self.neuron)  # ConfigError naming the neuron kinds if unknown
@@ -48,14 +51,14 @@ class Method:
         out = {"name": self.name, "neuron": self.neuron, "rule": self.rule.describe(),
                "granularity": self.granularity.value, "scale": self.scale, "v_init": self.v_init}
         if self.target_T is not None:
-            out["target_T"] = self.target_T
+            out.update(target_T=self.target_T, potential_calibration=self.potential)
         return out
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this Method (method_from_config)."""
         return {"name": self.name, "neuron": self.neuron, "rule": self.rule.config(),
                 "granularity": self.granularity.value, "scale": self.scale, "v_init": self.v_init,
-                "description": self.description, "target_T": self.target_T}
+                "description": self.description, "target_T": self.target_T, "potential": self.potential}
 
 
 def method_from_config(config: dict[str, Any]) -> Method:
@@ -64,7 +67,8 @@ def method_from_config(config: dict[str, Any]) -> Method:
         return Method(str(config["name"]), str(config["neuron"]), rule_from_config(config["rule"]),
                       Granularity.parse(config["granularity"]), float(config["scale"]), float(config["v_init"]),
                       str(config.get("description", "")),
-                      None if config.get("target_T") is None else int(config["target_T"]))
+                      None if config.get("target_T") is None else int(config["target_T"]),
+                      bool(config.get("potential", True)))
     except (KeyError, TypeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"bad method description {config!r}: {e}") from e
 
@@ -85,7 +89,7 @@ register_method(Method("snm", "snm", Max(), Granularity.NEURON, 1.0, 0.0,
 register_method(Method("calibrated", "if_soft", ErrorMinimising(16, 0.5), Granularity.CHANNEL, 1.0, 0.5,
                        "post-training calibration for a target T (beyond the papers): soft-reset IF, V(0) = theta/2, "
                        "channel-wise thresholds minimising the conversion error at target_T (Li et al. 2021), then "
-                       "layer-wise bias calibration; target_T=16 unless given", target_T=16))
+                       "layer-wise bias and potential calibration; target_T=16 unless given", target_T=16))
 register_method(Method("fastsnn", "signed_if", LearnedClip(), Granularity.LAYER, 1.0, 0.5,
                        "Fast-SNN: signed IF, thresholds = the QANN's learned clip alphas, V(0) = theta/2, T = 2^b - 1"))
 
@@ -125,6 +129,8 @@ def resolve_method(method: str | Method, **overrides: Any) -> Method:
         if isinstance(t, bool) or not isinstance(t, int) or t < 1:
             raise ConfigError(f"target_T (the time steps to calibrate for) must be an integer >= 1, got {t!r}")
         changes["target_T"] = t
+    if overrides.get("potential") is not None:
+        changes["potential"] = bool(overrides["potential"])
     rule = changes.get("rule", m.rule)
     if isinstance(rule, ErrorMinimising):  # the search is made for the method's T and V(0)
         target = changes.get("target_T", m.target_T)

@@ -1,12 +1,16 @@
-"""Layer-wise bias calibration of a converted network for a target number of time steps
-(Li, Deng, Dong, Gong, Gu, ICML 2021, "A Free Lunch From ANN", bias calibration).
+"""Layer-wise calibration of a converted network for a target number of time steps
+(Li, Deng, Dong, Gong, Gu, ICML 2021, "A Free Lunch From ANN": bias and potential calibration).
 
 Layer by layer in network order, every earlier layer already calibrated and spiking, on the
 calibration data: the per-channel mean of the ANN activation a_l and of the SNN's mean output over
 T steps m_l(T) differ by a systematic error e_c = E[a_l - m_l(T)] (quantisation, clipping, the
 start-up of deeper layers); e_c is added to the bias of the synaptic layer that feeds the neurons
 (through a residual addition, to the branch's own conv), which shifts the neurons' input, and so
-their mean output, by e_c. Only biases change; the thresholds and the ANN stay as they are.
+their mean output, by e_c. Potential calibration then measures the error that is left, r_c, and
+adds r_c * T to the neurons' initial potential V(0) (a charge of r_c T shifts the spike count over T
+steps by r_c T / theta, the mean output by r_c): it also reaches layers with no bias of their own to
+correct, and acts on the first steps, where the bias alone is slow. Thresholds and the ANN stay as
+they are.
 """
 from __future__ import annotations
 
@@ -55,7 +59,10 @@ def feeding_layer(program: Program, node: Node) -> nn.Module | None:
     return find(node.args[0]) if node.args else None
 
 
-def ann_channel_means(reference: Program, data: Any, names: list[str], batch_size: int) -> dict[str, torch.Tensor]:
+def ann_channel_means(reference: Program, data: Any, names: list[str], batch_size: int,
+                      ndims: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """Per-channel mean of every named activation of the ANN over the data ([C]); `ndims`, when
+    given, receives each activation's number of dimensions per sample."""
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     with torch.no_grad():
@@ -64,6 +71,8 @@ def ann_channel_means(reference: Program, data: Any, names: list[str], batch_siz
             for n in names:
                 sums[n] = sums.get(n, 0) + channel_sum(cap[n])
                 counts[n] = counts.get(n, 0) + cap[n].numel() // (cap[n].shape[1] if cap[n].dim() > 1 else 1)
+                if ndims is not None:
+                    ndims[n] = cap[n].dim() - 1
     return {n: sums[n] / counts[n] for n in names}
 
 
@@ -83,31 +92,42 @@ def snn_channel_mean(snn: SpikingModel, data: Any, name: str, steps: int, batch_
     return total / count
 
 
-def calibrate_bias(snn: SpikingModel, reference: Program, data: Any, steps: int, batch_size: int = 256,
-                   progress: bool = False) -> dict[str, dict[str, Any]]:
-    """Bias calibration in place (module docstring). `reference` is the traced ANN (its node names
-    are the SNN's). Returns, per neuron layer, the mean absolute correction added to the feeding
-    layer's bias, or why the layer was left alone."""
+def calibrate_layerwise(snn: SpikingModel, reference: Program, data: Any, steps: int, batch_size: int = 256,
+                        potential: bool = True, progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Bias calibration, then (with `potential`) potential calibration, layer by layer in place
+    (module docstring). `reference` is the traced ANN (its node names are the SNN's). Returns, per
+    neuron layer, the corrections made (mean absolute bias correction, the error left after it,
+    the mean absolute V(0) offset) or why the bias was left alone."""
     nodes = snn.program.activation_nodes()
     names = [n.name for n in nodes]
-    target = ann_channel_means(reference, data, names, batch_size)
+    ndims: dict[str, int] = {}
+    target = ann_channel_means(reference, data, names, batch_size, ndims)
     report: dict[str, dict[str, Any]] = {}
     snn.eval()
-    for node in tqdm(nodes, desc="bias calibration", disable=not progress):
+    for node in tqdm(nodes, desc="layer-wise calibration", disable=not progress):
+        entry: dict[str, Any] = {}
         layer = feeding_layer(snn.program, node)
+        error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size)
+        entry["error_before"] = float(error.abs().mean())
         if layer is None:
-            report[node.name] = {"changed": False, "why": "no conv/linear layer feeds it alone"}
-            continue
-        error = (target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size))
-        with torch.no_grad():
-            if layer.bias is None:
-                layer.bias = nn.Parameter(torch.zeros(layer.out_channels if hasattr(layer, "out_channels")
-                                                      else layer.out_features, device=snn.device),
-                                          requires_grad=False)
-            if error.numel() != layer.bias.numel():
-                report[node.name] = {"changed": False, "why": f"{error.numel()} channels, {layer.bias.numel()} biases"}
-                continue
-            layer.bias += error.to(layer.bias)
-        report[node.name] = {"changed": True, "mean_abs_correction": float(error.abs().mean()),
-                             "max_abs_correction": float(error.abs().max())}
+            entry["bias"] = "unchanged: no conv/linear layer feeds these neurons alone"
+        elif layer.bias is not None and error.numel() != layer.bias.numel():
+            entry["bias"] = f"unchanged: {error.numel()} channels but {layer.bias.numel()} biases"
+        else:
+            with torch.no_grad():
+                if layer.bias is None:
+                    n = layer.out_channels if hasattr(layer, "out_channels") else layer.out_features
+                    layer.bias = nn.Parameter(torch.zeros(n, device=snn.device), requires_grad=False)
+                layer.bias += error.to(layer.bias)
+            entry["bias_mean_abs_correction"] = float(error.abs().mean())
+            if potential:
+                error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size)
+        if potential:
+            neuron = snn.program.layers[node.target]
+            offset = (error * steps).float().reshape(-1, *([1] * max(0, ndims[node.name] - 1)))
+            old = neuron.v_offset
+            neuron.set_initial_offset(offset.to(neuron.threshold.device) if old is None else old + offset.to(old))
+            entry["error_after_bias"] = float(error.abs().mean())
+            entry["v0_offset_mean_abs"] = float((error * steps).abs().mean())
+        report[node.name] = entry
     return report

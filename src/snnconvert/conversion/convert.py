@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..calibration import calibrate
-from ..calibration.layerwise import calibrate_bias
+from ..calibration.layerwise import calibrate_layerwise
 from ..errors import CalibrationError
 from ..graph import MAXPOOL, Program, trace
 from ..methods import Method, resolve_method
@@ -44,8 +44,8 @@ def convert(model: nn.Module, calibration_data: Any = None, method: str | Method
     snn.method.update(calibration_samples=calib.samples)
     if m.target_T is not None:
         reference = trace(model, leaf_modules)  # the ANN, untouched: what each layer should output
-        snn.method["bias_calibration"] = calibrate_bias(snn, reference, calibration_data, m.target_T, batch_size,
-                                                        progress)
+        snn.method["layerwise_calibration"] = calibrate_layerwise(snn, reference, calibration_data, m.target_T,
+                                                                  batch_size, potential=m.potential, progress=progress)
     for p in snn.parameters():  # an inference artefact: no autograd graph through T steps
         p.requires_grad_(False)
     return snn.eval()

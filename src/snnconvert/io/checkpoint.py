@@ -114,7 +114,14 @@ def _build_layer(key: str, d: dict[str, Any], tensors: dict[str, torch.Tensor], 
         thr = tensors.get(f"program.layers.{key}.threshold")
         if thr is None:
             raise CheckpointError(f"neuron '{key}' has no threshold in {WEIGHTS}")
-        return neuron_from_config(neuron, thr)
+        built = neuron_from_config(neuron, thr)
+        offset = tensors.get(f"program.layers.{key}.v_offset")
+        if offset is not None:  # potential calibration
+            try:
+                built.set_initial_offset(offset)
+            except ConfigError as e:
+                raise CheckpointError(f"neuron '{key}': {e}") from e
+        return built
     if kind == "SpikingMaxPool":
         if d.get("pool") not in POOL_TYPES:
             raise CheckpointError(f"unknown pooling type {d.get('pool')!r} for layer '{key}'")

@@ -28,7 +28,9 @@ class SpikingNeuron(StatefulModule):
     State (v, and for signed neurons the net spike count n) persists across calls so a long run can be streamed in chunks; `reset()` starts
     a new sample. `threshold` is a float (layer-wise) or a tensor that broadcasts against one
     sample's shape: [C, 1, 1] per channel, [C, H, W] per neuron, [F] for linear layers.
-    `v_init` is the initial membrane potential as a fraction of the threshold.
+    `v_init` is the initial membrane potential as a fraction of the threshold; `v_offset` (None
+    unless set_initial_offset() gave one, e.g. by potential calibration) is added to it, in the
+    units of the input: V(0) = v_init * theta + v_offset.
     `kind` is the neuron's name in the registry (neurons.registry.NEURONS); config() describes the
     neuron for saving (the threshold is a tensor and goes with the weights).
     """
@@ -43,6 +45,7 @@ class SpikingNeuron(StatefulModule):
         if not (-1.0 <= float(v_init) <= 1.0):
             raise ConfigError(f"v_init is a fraction of the threshold in [-1, 1], got {v_init}")
         self.v_init = float(v_init)
+        self.register_buffer("v_offset", None)
         self.register_buffer("v", None, persistent=False)
         self.register_buffer("n", None, persistent=False)
         self._ws: StepWorkspace | None = None
@@ -53,6 +56,21 @@ class SpikingNeuron(StatefulModule):
     def config(self) -> dict[str, Any]:
         """{"kind": registry name, "v_init": ...}: with the threshold, enough to rebuild the neuron."""
         return {"kind": self.kind, "v_init": self.v_init}
+
+    def set_initial_offset(self, offset: torch.Tensor | None) -> None:
+        """Add `offset` (broadcastable like the threshold, finite) to the initial potential; None removes it."""
+        if offset is None:
+            self.v_offset = None
+            return
+        o = torch.as_tensor(offset, dtype=torch.float32).detach().clone()
+        if not torch.isfinite(o).all():
+            raise ConfigError("the initial potential offset must be finite")
+        try:
+            torch.broadcast_shapes(o.shape, self.threshold.shape)
+        except RuntimeError:
+            raise ConfigError(f"an initial potential offset of shape {tuple(o.shape)} does not broadcast against "
+                              f"the threshold's {tuple(self.threshold.shape)}") from None
+        self.v_offset = o.to(self.threshold.device)
 
     def reset(self) -> None:
         """Forget the membrane potential and spike memory (start of a new sample)."""
@@ -75,7 +93,8 @@ class SpikingNeuron(StatefulModule):
                 f"{type(self).__name__}: threshold of shape {tuple(self.threshold.shape)} does not "
                 f"broadcast to the input of shape {tuple(z.shape)} (batch first)"
             ) from e
-        self.v = (self.v_init * thr).to(z.dtype).clone().contiguous()
+        v = self.v_init * thr if self.v_offset is None else self.v_init * thr + self.v_offset
+        self.v = torch.broadcast_to(v, z.shape).to(z.dtype).clone().contiguous()
         # n, the net spike count, matters only to signed neurons (their negative-spike condition)
         self.n = None if self.negative is Negative.NONE else torch.zeros_like(self.v)
 
@@ -122,4 +141,4 @@ class SpikingNeuron(StatefulModule):
     def extra_repr(self) -> str:
         thr = self.threshold
         shown = f"{thr.item():.4g}" if thr.numel() == 1 else f"tensor{tuple(thr.shape)}"
-        return f"threshold={shown}, v_init={self.v_init}"
+        return f"threshold={shown}, v_init={self.v_init}" + ("" if self.v_offset is None else ", v_offset=set")
