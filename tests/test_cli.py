@@ -140,3 +140,12 @@ def test_diagnose_writes_a_table_json_and_plot(tmp_path, capsys):
     assert (tmp_path / "diag" / "diagnosis.png").stat().st_size > 1000
     assert cli.main(["diagnose", "--snn", snn, "--model-dir", ann, "--T", "0", "--out", out]) == 1
     assert "time steps" in capsys.readouterr().err
+    cal = str(tmp_path / "cal")
+    assert cli.main(["convert", "--model-dir", ann, "--method", "calibrated", "--target-T", "4", "--calib-samples",
+                     "128", "--out", cal, "--quiet"]) == 0
+    assert "method calibrated" in capsys.readouterr().out
+    desc = json.loads((tmp_path / "cal" / "snn.json").read_text())
+    assert desc["method"]["target_T"] == 4 and desc["default_T"] == 4 and "layerwise_calibration" in desc["method"]
+    assert cli.main(["convert", "--model-dir", ann, "--method", "calibrated", "--target-T", "0", "--out",
+                     str(tmp_path / "bad")]) == 1
+    assert "target_T" in capsys.readouterr().err

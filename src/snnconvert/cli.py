@@ -161,7 +161,13 @@ def _convert(args: argparse.Namespace) -> None:
     data = None if args.method == "fastsnn" and args.threshold is None else _calibration(args)
     snn = convert(model, data, args.method, progress=_progress(args), **_overrides(args))
     save(snn, args.out)
-    print(f"converted with {snn.method}; spiking model written to {args.out}")
+    m = snn.method
+    shown = ", ".join(f"{k} {m[k]}" for k in ("neuron", "rule", "granularity", "scale", "v_init", "target_T")
+                      if k in m)
+    print(f"converted with method {m.get('name')} ({shown}); spiking model written to {args.out}")
+    for layer, r in m.get("layerwise_calibration", {}).items():
+        print(f"  {layer}: mean |error| {r['error_before']:.4f} before calibration"
+              + (f", {r['error_after_bias']:.4f} after the bias" if "error_after_bias" in r else ""))
 
 
 def _evaluate(args: argparse.Namespace) -> None:

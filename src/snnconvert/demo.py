@@ -29,6 +29,10 @@ DEMO_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "RMP, alpha=1": ("rmp", {}),
     "RMP, alpha=0.5": ("rmp", {"scale": 0.5}),
     "SNM, neuron-wise": ("snm", {}),
+    # beyond the papers, for low latency: V(0) = theta/2, and post-training calibration for a target T
+    "RMP, alpha=1, V(0)=theta/2": ("rmp", {"v_init": 0.5}),
+    "SNM, V(0)=theta/2": ("snm", {"v_init": 0.5}),
+    "calibrated, target T=8": ("calibrated", {"target_T": 8}),
 }
 
 
