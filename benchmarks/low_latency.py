@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                                                                    "v_init": 0.5}),
     "error_min thresholds for T=8, no bias calibration": ("rmp", {"threshold": ErrorMinimising(8, 0.5),
                                                                    "granularity": "channel", "v_init": 0.5}),
+    "calibrated target_T=4, bias only": ("calibrated", {"target_T": 4, "potential": False}),
+    "calibrated target_T=8, bias only": ("calibrated", {"target_T": 8, "potential": False}),
+    "calibrated target_T=16, bias only": ("calibrated", {"target_T": 16, "potential": False}),
     "calibrated target_T=4": ("calibrated", {"target_T": 4}),
     "calibrated target_T=8": ("calibrated", {"target_T": 8}),
     "calibrated target_T=16": ("calibrated", {"target_T": 16}),
@@ -113,7 +117,7 @@ def main() -> None:
             d = sc.diagnose(snn, ann, (x[:args.diagnose_limit], y[:args.diagnose_limit]), args.diagnose_T)
             print(d.table(), flush=True)
             diagnoses[label] = d.to_dict()
-            slug = label.split(" ")[0] + ("_" + label.split("=")[-1] if "=" in label else "")
+            slug = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
             plot_layer_errors(d.steps, {la.name: la.relative_error for la in d.layers},
                               out.with_name(out.stem + f"_diagnosis_{slug}.png"), title=f"{label}: error per layer")
         runs[label]["ann_accuracy"] = ann_acc
