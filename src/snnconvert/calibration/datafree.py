@@ -14,9 +14,8 @@ import math
 import torch
 
 from ..errors import ConfigError
-from ..graph import ACTIVATION, FUNCTION, LAYER, METHOD, Node, Program, Ref
+from ..graph import ACTIVATION, LAYER, Node, Program, Ref, is_addition
 
-_ADDS = {(FUNCTION, "add"), (FUNCTION, "iadd"), (FUNCTION, "torch.add"), (METHOD, "add")}
 Moments = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and variance
 
 
@@ -44,7 +43,7 @@ def preactivation_moments(program: Program, node: Node) -> Moments | None:
         if producer.kind is ACTIVATION:
             inner = of(producer.args[0]) if producer.args else None
             return None if inner is None else rectified_moments(*inner)
-        if (producer.kind, producer.target) in _ADDS and len(producer.args) == 2:
+        if is_addition(producer) and len(producer.args) == 2:
             a, b = of(producer.args[0]), of(producer.args[1])
             if a is None or b is None or a[0].shape != b[0].shape:
                 return None

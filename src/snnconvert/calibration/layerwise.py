@@ -21,11 +21,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..batches import iter_batches
-from ..graph import FUNCTION, LAYER, METHOD, Node, Program, Ref
+from ..graph import LAYER, Node, Program, Ref, is_addition
 from ..simulation import SpikingModel
 from .statistics import run_checked
 
-_ADDS = {(FUNCTION, "add"), (FUNCTION, "iadd"), (FUNCTION, "torch.add"), (METHOD, "add")}
 
 
 def channel_sum(x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +48,7 @@ def feeding_layer(program: Program, node: Node) -> nn.Module | None:
         if producer.kind is LAYER:
             layer = program.layers[producer.target]
             return layer if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) else None
-        if (producer.kind, producer.target) in _ADDS:
+        if is_addition(producer):
             for arg in producer.args:
                 found = find(arg)
                 if found is not None:

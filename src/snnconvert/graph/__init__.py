@@ -2,9 +2,10 @@
 matcher and trace() (torch.fx). Everything above reads and writes Programs; this package imports
 nothing of snnconvert but errors."""
 from .patterns import ACTIVATION_TYPES, ActivationModule, StatefulModule, is_activation_node
-from .program import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Node, NodeKind, Program, Ref, map_refs
+from .program import (ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Node, NodeKind, Program, Ref,
+                      is_addition, map_refs)
 from .trace import fx_trace, trace
 
 __all__ = ["ACTIVATION", "ACTIVATION_TYPES", "ActivationModule", "FUNCTION", "INPUT", "LAYER", "MAXPOOL", "METHOD",
-           "Node", "NodeKind", "OUTPUT", "Program", "Ref", "StatefulModule", "fx_trace", "is_activation_node",
+           "Node", "NodeKind", "OUTPUT", "Program", "Ref", "StatefulModule", "fx_trace", "is_activation_node", "is_addition",
            "map_refs", "trace"]

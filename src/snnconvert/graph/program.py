@@ -39,6 +39,14 @@ class NodeKind(str, Enum):
 INPUT, LAYER, ACTIVATION, MAXPOOL, FUNCTION, METHOD, OUTPUT = NodeKind
 
 
+_ADDITIONS = {("function", "add"), ("function", "iadd"), ("function", "torch.add"), ("method", "add")}
+
+
+def is_addition(node: "Node") -> bool:
+    """Whether the node adds two values (a residual addition), as a function or a tensor method."""
+    return (node.kind.value, node.target) in _ADDITIONS
+
+
 @dataclass(frozen=True)
 class Ref:
     """A reference to another node's value inside a node's arguments."""
