@@ -13,7 +13,7 @@ Rules: the hand-set ExitWhenStable settings, and the fitted ExitOnMargin (fit_ex
 thresholds). The fitted rule is chosen on --fit-images held-out TRAINING images only (from the
 split the model card records, `snnconvert train --holdout N`, which the ANN never trained on; the
 calibration images come from the rest; the test set plays no part): one fixed run of them to --max-T, then for
-every cap in {T*_train, 2 T*_train, --max-T}, tolerance and stable_steps, the thresholds; the
+every cap in {T*_train, 2 T*_train, --max-T}, tolerance, stable_steps and window, the thresholds; the
 choice is the one with the fewest mean steps whose accuracy on those training images is at least
 the fixed run's at T*_train (T*_train: the first T within 0.5% of the ANN on them). It then runs
 once on the test set.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ METHODS = {"rmp": ("RMP, alpha=1", "rmp", {}), "rmp-0.5": ("RMP, alpha=0.5", "rm
            "calibrated-8": ("calibrated, target_T=8", "calibrated", {"target_T": 8})}
 TOLERANCES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.04)
 STABLE_STEPS = (1, 2, 4)
+WINDOWS = (0, 4, 8)
 
 
 def steps_to_reach(acc: list[float], target: float) -> int | None:
@@ -61,7 +63,7 @@ def steps_to_reach(acc: list[float], target: float) -> int | None:
 def choose_fitted_rule(snn: sc.SpikingModel, ann: torch.nn.Module, xf: torch.Tensor, yf: torch.Tensor,
                        max_T: int) -> tuple[sc.ExitOnMargin, int, dict]:
     """The fitted rule and its cap, chosen on held-out training images only (module docstring)."""
-    margins, preds, _ = margins_and_predictions(snn, (xf, yf), max_T)
+    margins, preds, _ = margins_and_predictions(snn, (xf, yf), max_T, windows=WINDOWS)
     fixed = (preds == yf[None]).double().mean(1).tolist()
     ann_acc = accuracy(ann, (xf, yf), 256, "fit images")
     t_star = steps_to_reach(fixed, ann_acc - 0.005)
@@ -71,18 +73,20 @@ def choose_fitted_rule(snn: sc.SpikingModel, ann: torch.nn.Module, xf: torch.Ten
     for cap in caps:
         for tol in TOLERANCES:
             for s in STABLE_STEPS:
-                thr, es, ep = fit_thresholds(margins[:cap], preds[:cap], tol, s)
-                acc, mean = float((ep == yf).double().mean()), float(es.double().mean())
-                if acc >= target and (best is None or mean < best[0]):
-                    best = (mean, acc, cap, tol, s, thr)
+                for w in WINDOWS:
+                    thr, es, ep = fit_thresholds(margins[w][:cap], preds[:cap], tol, s)
+                    acc, mean = float((ep == yf).double().mean()), float(es.double().mean())
+                    if acc >= target and (best is None or mean < best[0]):
+                        best = (mean, acc, cap, tol, s, w, thr)
     info = {"fit_images": len(yf), "ann_accuracy_fit": ann_acc, "T_star_fit": t_star, "target_accuracy_fit": target}
     if best is None:  # nothing reached the target on the fitting images: the most careful rule at max_T
-        thr, es, ep = fit_thresholds(margins, preds, 0.0, 1)
-        best = (float(es.double().mean()), float((ep == yf).double().mean()), max_T, 0.0, 1, thr)
-    mean, acc, cap, tol, s, thr = best
-    info.update({"chosen_cap": cap, "chosen_tolerance": tol, "chosen_stable_steps": s,
+        thr, es, ep = fit_thresholds(margins[0], preds, 0.0, 1)
+        best = (float(es.double().mean()), float((ep == yf).double().mean()), max_T, 0.0, 1, 0, thr)
+    mean, acc, cap, tol, s, w, thr = best
+    info.update({"chosen_cap": cap, "chosen_tolerance": tol, "chosen_stable_steps": s, "chosen_window": w,
                  "fit_accuracy": acc, "fit_mean_steps": mean})
-    rule = sc.ExitOnMargin(tuple(thr), stable_steps=s, fitted=(("tolerance", tol), ("T", cap), ("samples", len(yf))))
+    rule = sc.ExitOnMargin(tuple(thr), stable_steps=s, window=w,
+                           fitted=(("tolerance", tol), ("T", cap), ("samples", len(yf))))
     return rule, cap, info
 
 
@@ -167,7 +171,7 @@ def main() -> None:
 
     def save(complete: bool) -> None:  # after every method, so an interrupted run keeps what it measured
         write_json_atomic(path, {
-            "command": " ".join(["python"] + sys.argv), "machine": f"{platform.machine()} {platform.processor()}",
+            "command": shlex.join(["python"] + sys.argv), "machine": f"{platform.machine()} {platform.processor()}",
             "threads": args.threads, "torch": torch.__version__, "dataset": args.dataset, "test_images": len(y),
             "complete": complete, "results": results, "wall_seconds": time.perf_counter() - start,
             "date": time.strftime("%Y-%m-%d %H:%M")})
@@ -205,7 +209,7 @@ def main() -> None:
                    1 - ee.synops_per_sample() / ref_synops if ref_synops else None,
                    "steps_ratio_T_star_over_mean": (t_star / ee.mean_steps) if t_star else None}
             entry["early_exit"].append(row)
-            name = (f"ExitOnMargin(fitted: {dict(rule.fitted)}, stable_steps={rule.stable_steps})"
+            name = (f"ExitOnMargin(fitted: {dict(rule.fitted)}, stable_steps={rule.stable_steps}, window={rule.window})"
                     if isinstance(rule, sc.ExitOnMargin) else str(vars(rule)))
             print(f"   {name} T_max={cap}: {100 * row['accuracy']:.2f}%, mean {row['mean_steps']:.2f} "
                   f"steps (median {row['median_steps']}, p90 {row['p90_steps']}), synops saved "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import re
 import sys
 import time
@@ -95,7 +96,7 @@ def main() -> None:
 
     def save(complete: bool) -> None:
         write_json_atomic(out, {
-            "command": " ".join(["python"] + sys.argv), "machine": f"{platform.machine()} {platform.processor()}",
+            "command": shlex.join(["python"] + sys.argv), "machine": f"{platform.machine()} {platform.processor()}",
             "threads": args.threads, "torch": torch.__version__, "dataset": args.dataset, "test_images": len(y),
             "calibration_images": len(calib), "complete": complete, "runs": runs, "diagnoses": diagnoses,
             "wall_seconds": time.perf_counter() - start, "date": time.strftime("%Y-%m-%d %H:%M")})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -73,7 +74,7 @@ def main() -> None:
     print("SpikingJelly " + " ".join(f"T={t}:{100 * acc[t - 1]:.2f}" for t in (1, 2, 4, 8, 16, 32, 64)
                                      if t <= args.max_T))
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"spikingjelly_reference_{args.dataset}.json")
-    write_json_atomic(out, {"command": " ".join(["python"] + sys.argv),
+    write_json_atomic(out, {"command": shlex.join(["python"] + sys.argv),
                             "machine": f"{platform.machine()} {platform.processor()}", "threads": args.threads,
                             "torch": torch.__version__, "spikingjelly": "2.0.0", "recipe": {
                                 "mode": args.mode, "channel_wise": True, "half_threshold": True,

@@ -78,6 +78,10 @@ def test_the_fitted_rule_runs_live_as_fitted_and_saves_steps():
     assert live.exit_rule["rule"] == "ExitOnMargin" and live.mean_steps == pytest.approx(fit.mean_steps)
     fixed = sc.simulate(snn, (x, y), 24)
     assert fit.fixed_accuracy() == pytest.approx(fixed.accuracy)
+    windowed = sc.fit_exit_rule(snn, (x, y), 24, tolerance=0.05, stable_steps=(1,), windows=(4,))
+    assert windowed.rule.window == 4 and windowed.disagreement <= 0.05
+    live_w = sc.simulate(snn, (x, y), 24, exit_when=windowed.rule, chunk_size=3)
+    assert live_w.exit_steps_histogram == torch.bincount(windowed.exit_step, minlength=25)[1:].tolist()
     assert live.synops_per_sample() < fixed.synops_per_sample()
 
 
@@ -89,6 +93,8 @@ def test_bad_arguments_are_named():
         sc.fit_exit_rule(snn, x, 8, tolerance=1.0)
     with pytest.raises(sc.ConfigError, match="stable_steps"):
         sc.fit_exit_rule(snn, x, 8, stable_steps=(0,))
+    with pytest.raises(sc.ConfigError, match="windows"):
+        sc.fit_exit_rule(snn, x, 8, windows=(-1,))
     with pytest.raises(sc.ConfigError, match="time steps"):
         sc.fit_exit_rule(snn, x, 0)
     with pytest.raises(sc.ConfigError, match="thresholds"):

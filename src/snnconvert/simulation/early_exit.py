@@ -79,34 +79,37 @@ def running_margin(running: torch.Tensor, t: int) -> torch.Tensor:
 @dataclass(frozen=True)
 class ExitOnMargin(ExitRule):
     """Exit a sample after step t when its running prediction has been the same for `stable_steps`
-    steps and the margin of the mean output so far, (top-1 - top-2 of sum_{s<=t} out_s) / t, is
-    >= thresholds[t-1] (thresholds[-1] for t beyond the list; inf: nobody exits at that step,
+    steps and the margin (top-1 - top-2) of its mean output, over steps 1..t (`window` 0) or over
+    the last min(window, t) steps, is >= thresholds[t-1] (thresholds[-1] for t beyond the list; inf: nobody exits at that step,
     written as null by to_dict()).
     Usually made by `fit_exit_rule`, which records how it was fitted in `fitted`."""
 
     thresholds: tuple[float, ...]
     stable_steps: int = 1
     min_steps: int = 1
+    window: int = 0
     fitted: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thresholds", tuple(float(v) for v in self.thresholds))
         if not self.thresholds or any(v != v for v in self.thresholds):
             raise ConfigError("ExitOnMargin needs a non-empty list of thresholds (numbers or inf, not NaN)")
-        if self.stable_steps < 1 or self.min_steps < 1:
-            raise ConfigError(f"stable_steps and min_steps must be >= 1, got {self.stable_steps}, {self.min_steps}")
+        if self.stable_steps < 1 or self.min_steps < 1 or self.window < 0:
+            raise ConfigError(f"stable_steps and min_steps must be >= 1 and window >= 0, got {self.stable_steps}, "
+                              f"{self.min_steps}, {self.window}")
 
     def threshold_at(self, t: int) -> float:
         return self.thresholds[min(t, len(self.thresholds)) - 1]
 
     def ok(self, t: int, recent: torch.Tensor, running: torch.Tensor, pred: torch.Tensor,
            unchanged: torch.Tensor) -> torch.Tensor:
-        return (running_margin(running, t) >= self.threshold_at(t)) & (unchanged >= self.stable_steps)
+        margin = running_margin(recent, 1) if self.window else running_margin(running, t)
+        return (margin >= self.threshold_at(t)) & (unchanged >= self.stable_steps)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": "ExitOnMargin", "thresholds": [v if v != float("inf") else None for v in self.thresholds],
-                "stable_steps": self.stable_steps,
-                "min_steps": self.min_steps, "fitted": dict(self.fitted)}
+                "stable_steps": self.stable_steps, "min_steps": self.min_steps, "window": self.window,
+                "fitted": dict(self.fitted)}
 
 
 class ExitTracker:
@@ -145,7 +148,7 @@ class ExitTracker:
             t = t0 + k + 1
             unchanged = torch.where(pred[k] == last, unchanged + 1, torch.ones_like(unchanged))
             last = pred[k]
-            lo = max(0, start + k + 1 - rule.window)
+            lo = max(0, start + k + 1 - max(1, rule.window))
             ok = rule.ok(t, hist[lo:start + k + 1].mean(0), cs[k], pred[k], unchanged)
             stable = torch.where(ok, stable + 1, torch.zeros_like(stable))
             now = ~done & (stable >= rule.patience) & (t >= rule.min_steps)
@@ -158,7 +161,7 @@ class ExitTracker:
         steps = torch.arange(t0 + 1, t0 + K + 1, device=cs.device)[:, None]
         counted = steps <= self.exit_step[self.index][None, :]
         self.final_pred[self.index[~done]] = pred[-1][~done]
-        self.recent = hist[-rule.window:][:, ~done]
+        self.recent = hist[-max(1, rule.window):][:, ~done]
         self.index = self.index[~done]
         return ~done, counted
 

@@ -1,8 +1,9 @@
 """Fit an early-exit rule to a converted network on data the user holds out (never the test set).
 
 The rule (ExitOnMargin) exits a sample at the first step t where its running prediction has been
-stable for `stable_steps` steps and the margin of its mean output so far reaches a per-step
-threshold theta_t = c / t + d: in summed-output terms, margin_t * t >= c + d * t. The c / t term
+stable for `stable_steps` steps and the margin of its mean output (so far, or over a recent window
+of steps, which forgets the start-up of the deep layers) reaches a per-step threshold
+theta_t = c / t + d: in summed-output terms, margin_t * t >= c + d * t. The c / t term
 follows the converted network's error, which falls like 1/t (a soft-reset neuron's rate is within
 theta / t of its input); d is the margin still asked for once that error is gone. Two parameters,
 searched over a grid on the fitting data, so the rule transfers to new images (a threshold per step
@@ -57,27 +58,37 @@ class ExitFit:
 
 
 def margins_and_predictions(snn: SpikingModel, data: Any, T: int, encoder: Encoder = Direct(),
-                            batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One fixed run of T steps: margin of the mean output so far and running prediction after every
-    step, [T, N] each (on the CPU), and the labels [N] (None for unlabelled data)."""
-    margins, preds, labels = [], [], []
+                            batch_size: int = 256, windows: tuple[int, ...] = (0,)
+                            ) -> tuple[dict[int, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """One fixed run of T steps: for each window w in `windows`, the margin (top-1 - top-2) after
+    every step of the mean output over steps 1..t (w = 0) or over the last min(w, t) steps, [T, N];
+    the running prediction after every step, [T, N]; the labels [N] (None for unlabelled data).
+    All on the CPU."""
+    margins: dict[int, list[torch.Tensor]] = {w: [] for w in windows}
+    preds, labels = [], []
     device = snn.device
     snn.eval()
     with torch.no_grad():
         for x, y in iter_batches(data, batch_size, "exit-rule fitting data"):
-            cum, ms, ps, t = None, [], [], 0
+            cum, parts = None, []
             for out in snn.run(x.to(device), T, encoder):
                 cs = out.flatten(2).cumsum(0) if cum is None else cum + out.flatten(2).cumsum(0)
-                steps = torch.arange(t + 1, t + len(out) + 1, device=cs.device, dtype=cs.dtype)[:, None]
-                top = cs.topk(min(2, cs.shape[-1]), dim=-1).values
-                ms.append(((top[..., 0] - top[..., -1]) / steps).cpu())
-                ps.append(cs.argmax(-1).cpu())
-                cum, t = cs[-1], t + len(out)
-            margins.append(torch.cat(ms))
-            preds.append(torch.cat(ps))
+                parts.append(cs.cpu())
+                cum = cs[-1]
+            cs = torch.cat(parts)  # [T, B, classes]
+            steps = torch.arange(1, T + 1, dtype=cs.dtype)[:, None]
+            for w in windows:
+                if w == 0:
+                    mean, n = cs, steps
+                else:
+                    before = torch.cat([torch.zeros_like(cs[:w]), cs[:-w]]) if w < T else torch.zeros_like(cs)
+                    mean, n = cs - before, steps.clamp(max=w)
+                top = mean.topk(min(2, mean.shape[-1]), dim=-1).values
+                margins[w].append((top[..., 0] - top[..., -1]) / n)
+            preds.append(cs.argmax(-1))
             labels.append(None if y is None else y.cpu())
     lab = None if any(v is None for v in labels) else torch.cat(labels)
-    return torch.cat(margins, 1), torch.cat(preds, 1), lab
+    return {w: torch.cat(m, 1) for w, m in margins.items()}, torch.cat(preds, 1), lab
 
 
 def unchanged_steps(predictions: torch.Tensor) -> torch.Tensor:
@@ -134,25 +145,28 @@ def fit_thresholds(margins: torch.Tensor, predictions: torch.Tensor, tolerance: 
 
 
 def fit_exit_rule(snn: SpikingModel, data: Any, T: int, *, tolerance: float = 0.005,
-                  stable_steps: tuple[int, ...] = (1, 2, 4), min_steps: int = 1, encoder: Encoder = Direct(),
-                  batch_size: int = 256) -> ExitFit:
+                  stable_steps: tuple[int, ...] = (1, 2, 4), windows: tuple[int, ...] = (0, 4, 8), min_steps: int = 1,
+                  encoder: Encoder = Direct(), batch_size: int = 256) -> ExitFit:
     """Fit ExitOnMargin for runs of at most T steps on `data` (held-out training images, labelled or
-    not): one fixed run, then the greedy thresholds for each `stable_steps` candidate, keeping the one
-    with the fewest mean steps. On `data`, at most `tolerance` of the samples exit with a prediction
-    other than the full T-step run's. Use the rule with simulate(..., T, exit_when=fit.rule)."""
+    not): one fixed run, then the thresholds for each `stable_steps` and `windows` candidate,
+    keeping the one with the fewest mean steps. On `data`, at most `tolerance` of the samples exit
+    with a prediction other than the full T-step run's. Use it as simulate(..., T, exit_when=fit.rule)."""
     T = check_steps(T)
     if not 0.0 <= tolerance < 1.0:
         raise ConfigError(f"tolerance must be in [0, 1), got {tolerance}")
     if not stable_steps or any(not isinstance(s, int) or s < 1 for s in stable_steps):
         raise ConfigError(f"stable_steps must be integers >= 1, got {stable_steps!r}")
-    margins, predictions, labels = margins_and_predictions(snn, data, T, encoder, batch_size)
+    if not windows or any(not isinstance(w, int) or w < 0 for w in windows):
+        raise ConfigError(f"windows must be integers >= 0 (0: the mean over all steps so far), got {windows!r}")
+    margins, predictions, labels = margins_and_predictions(snn, data, T, encoder, batch_size, tuple(windows))
     best: ExitFit | None = None
-    for s in stable_steps:
-        thresholds, exit_step, exit_pred = fit_thresholds(margins, predictions, tolerance, s, min_steps)
-        rule = ExitOnMargin(tuple(thresholds), stable_steps=s, min_steps=min_steps,
-                            fitted=(("tolerance", tolerance), ("T", T), ("samples", predictions.shape[1])))
-        fit = ExitFit(rule, predictions, exit_step, exit_pred, labels)
-        if best is None or fit.mean_steps < best.mean_steps:
-            best = fit
+    for w in windows:
+        for s in stable_steps:
+            thresholds, exit_step, exit_pred = fit_thresholds(margins[w], predictions, tolerance, s, min_steps)
+            rule = ExitOnMargin(tuple(thresholds), stable_steps=s, min_steps=min_steps, window=w,
+                                fitted=(("tolerance", tolerance), ("T", T), ("samples", predictions.shape[1])))
+            fit = ExitFit(rule, predictions, exit_step, exit_pred, labels)
+            if best is None or fit.mean_steps < best.mean_steps:
+                best = fit
     assert best is not None
     return best
