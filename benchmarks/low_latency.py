@@ -42,6 +42,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "snm, V(0)=theta/2": ("snm", {"v_init": 0.5}),
     "SpikingJelly recipe (p99.9 channel, V(0)=theta/2)": ("rmp", {"threshold": "percentile", "percentile": 99.9,
                                                                   "granularity": "channel", "v_init": 0.5}),
+    "SpikingJelly recipe at percentile 99.7": ("rmp", {"threshold": "percentile", "percentile": 99.7,
+                                                       "granularity": "channel", "v_init": 0.5}),
     "data-free (bn mean + 3 std, channel, V(0)=theta/2)": ("rmp", {"threshold": "bn_stats", "granularity": "channel",
                                                                    "v_init": 0.5}),
     "error_min thresholds for T=8, no bias calibration": ("rmp", {"threshold": ErrorMinimising(8, 0.5),
