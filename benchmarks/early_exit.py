@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import snnconvert as sc  # noqa: E402
-from snnconvert.data import calibration_subset, dataset_as_tensors, get_dataset, holdout_split  # noqa: E402
-from snnconvert.modelfile import load_model  # noqa: E402
+from snnconvert.data import calibration_subset, dataset_as_tensors, get_dataset  # noqa: E402
+from snnconvert.modelfile import load_model, training_parts  # noqa: E402
 from snnconvert.models import create_model  # noqa: E402
 from snnconvert.files import write_json_atomic  # noqa: E402
 from snnconvert.evaluation import accuracy  # noqa: E402
@@ -149,9 +149,7 @@ def main() -> None:
         ann, card = load_model(args.model_dir)
     else:  # digits: train with the same held-out split as `snnconvert train --holdout`
         card = {"holdout": {"split": "train", "images": len(train_set) // 3, "seed": 0}}
-    calib_pool, fit_pool = train_set, None
-    if card.get("holdout"):  # images the ANN never trained on: the fit transfers to the test set
-        calib_pool, fit_pool = holdout_split(train_set, card["holdout"]["images"], card["holdout"]["seed"])
+    calib_pool, fit_pool = training_parts(card, train_set)  # held out: images the ANN never trained on
     if not args.model_dir:
         cfg = TrainConfig(epochs=40, lr=3e-3, batch_size=64, optimizer="adamw", weight_decay=1e-4, progress=False)
         ann = train(create_model("digits_cnn"), calib_pool, cfg).model.eval()

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import snnconvert as sc  # noqa: E402
 from snnconvert.calibration import ErrorMinimising  # noqa: E402
-from snnconvert.data import calibration_subset, dataset_as_tensors, get_dataset, holdout_split  # noqa: E402
+from snnconvert.data import calibration_subset, dataset_as_tensors, get_dataset  # noqa: E402
 from snnconvert.files import write_json_atomic  # noqa: E402
-from snnconvert.modelfile import load_model  # noqa: E402
+from snnconvert.modelfile import load_model, training_parts  # noqa: E402
 from snnconvert.models import create_model  # noqa: E402
 from snnconvert.report import accuracy_table, plot_accuracy_vs_T, plot_layer_errors  # noqa: E402
 from snnconvert.training import TrainConfig, train  # noqa: E402
@@ -88,9 +88,7 @@ def main() -> None:
     else:
         cfg = TrainConfig(epochs=40, lr=3e-3, batch_size=64, optimizer="adamw", weight_decay=1e-4, progress=False)
         ann = train(create_model("digits_cnn"), train_set, cfg).model.eval()
-    pool = train_set
-    if card.get("holdout"):
-        pool, _ = holdout_split(train_set, card["holdout"]["images"], card["holdout"]["seed"])
+    pool, _ = training_parts(card, train_set)
     calib = calibration_subset(pool, min(args.calib, len(pool)), seed=0)
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"low_latency_{args.dataset}.json")
     runs: dict[str, dict] = {}

@@ -24,9 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from snnconvert.data import calibration_subset, dataset_as_tensors, get_dataset, holdout_split  # noqa: E402
+from snnconvert.data import calibration_subset, dataset_as_tensors, get_dataset  # noqa: E402
 from snnconvert.files import write_json_atomic  # noqa: E402
-from snnconvert.modelfile import load_model  # noqa: E402
+from snnconvert.modelfile import load_model, training_parts  # noqa: E402
 
 
 def main() -> None:
@@ -50,8 +50,7 @@ def main() -> None:
     start = time.perf_counter()
     ann, card = load_model(args.model_dir)
     train_set = get_dataset(args.dataset, root=args.data_dir, train=True)
-    pool = holdout_split(train_set, card["holdout"]["images"], card["holdout"]["seed"])[0] if card.get("holdout") \
-        else train_set
+    pool, _ = training_parts(card, train_set)
     calib = calibration_subset(pool, min(args.calib, len(pool)), seed=0)
     x, y = dataset_as_tensors(get_dataset(args.dataset, root=args.data_dir, train=False))
     if args.limit:

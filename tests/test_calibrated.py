@@ -1,7 +1,7 @@
 """Post-training calibration for a target T: threshold search and layer-wise bias calibration."""
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -34,6 +34,8 @@ def test_search_finds_the_closed_form_optimum_on_uniform_activations(T):
 @given(st.floats(0.01, 5.0), st.integers(1, 64), st.sampled_from([0.0, 0.5]))
 def test_quantised_rate_is_what_a_soft_reset_neuron_emits(a, T, v0):
     theta = torch.tensor(1.3)
+    level = a * T / theta.item() + v0
+    assume(abs(level - round(level)) > 1e-6)  # exactly on a spike boundary float rounding decides either way
     v, spikes = v0 * theta.item(), 0
     for _ in range(T):  # the reference loop: integrate, fire at >= theta, subtract
         v += a
@@ -42,7 +44,7 @@ def test_quantised_rate_is_what_a_soft_reset_neuron_emits(a, T, v0):
             spikes += 1
     expected = theta.item() * spikes / T
     got = quantised_rate(torch.tensor(a, dtype=torch.float64), theta.double(), T, v0).item()
-    assert got == pytest.approx(expected, abs=1e-6 + 1e-9) or abs(a * T / theta.item() + v0 - round(a * T / theta.item() + v0)) < 1e-6
+    assert got == pytest.approx(expected, abs=1e-6)
 
 
 def one_layer_net() -> nn.Module:

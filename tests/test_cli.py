@@ -121,6 +121,10 @@ def test_train_validates_on_held_out_training_images(tmp_path, capsys):
     model, card = load_model(out)
     assert card["holdout"] == {"split": "train", "images": 300, "seed": cli.HOLDOUT_SEED}
     _, held = holdout_split(get_dataset("digits", train=True), 300, card["holdout"]["seed"])
+    from snnconvert.modelfile import training_parts
+
+    trained_on, held_out = training_parts(card, get_dataset("digits", train=True))
+    assert held_out.indices == held.indices and len(trained_on) + len(held_out) == len(trained_on.dataset)
     # the validation accuracy in the history is the held-out images' (no augmentation), not the test split's
     assert card["history"][-1]["val_acc"] == pytest.approx(evaluate_accuracy(model, held))
     assert cli.main(["train", "--epochs", "1", "--holdout", "100000", "--out", str(tmp_path / "n"), "--quiet"]) != 0

@@ -256,8 +256,8 @@ class _FitOptions:
 def _fitted_exit_rule(args: argparse.Namespace, snn: Any, options: str) -> ExitRule:
     import torch
 
-    from .data import dataset_as_tensors, holdout_split
-    from .modelfile import read_card
+    from .data import dataset_as_tensors
+    from .modelfile import read_card, training_parts
     from .simulation import fit_exit_rule
 
     opts = _FitOptions(**(_key_values(options, _FitOptions, "'fitted:' and") if options else {}))
@@ -265,10 +265,8 @@ def _fitted_exit_rule(args: argparse.Namespace, snn: Any, options: str) -> ExitR
         raise ConfigError("--exit-when fitted fits the rule for runs of --T steps: give --T")
     T = args.T or snn.default_T
     train_set = _dataset(args, train=True)
-    card = read_card(args.model_dir) if args.model_dir else {}
-    if card.get("holdout"):
-        _, pool = holdout_split(train_set, card["holdout"]["images"], card["holdout"]["seed"])
-    else:
+    _, pool = training_parts(read_card(args.model_dir) if args.model_dir else {}, train_set)
+    if pool is None:
         pool = train_set
         print("note: no held-out split in the model card (train --holdout N): the exit rule is fitted on training "
               "images the ANN has seen, which makes it exit early too readily on new images")

@@ -135,7 +135,7 @@ def resolve_method(method: str | Method, **overrides: Any) -> Method:
     if isinstance(rule, ErrorMinimising):  # the search is made for the method's T and V(0)
         target = changes.get("target_T", m.target_T)
         changes["rule"] = replace(rule, steps=target if target is not None else rule.steps,
-                                  v_init=min(1.0, max(0.0, changes.get("v_init", m.v_init))))
+                                  v_init=changes.get("v_init", m.v_init))
     return replace(m, **changes) if changes else m
 
 

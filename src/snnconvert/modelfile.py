@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+from torch.utils.data import Dataset
 
 from .errors import CheckpointError
+from .data import holdout_split
 from .models import create_model
 from .files import ensure_writable_dir, write_json_atomic
 from .quantization import quantize, quantized_bits
@@ -50,3 +52,12 @@ def load_model(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         model = quantize(model, int(card["bits"]))
     load_weights(model, Path(directory) / WEIGHTS)
     return model.eval(), card
+
+
+def training_parts(card: dict[str, Any], train_split: Dataset) -> tuple[Dataset, Dataset | None]:
+    """(the images the model trained on, the held-out ones) of its training split, from the split the
+    card records (`train --holdout N`); (train_split, None) when it records none."""
+    h = card.get("holdout")
+    if not h:
+        return train_split, None
+    return holdout_split(train_split, int(h["images"]), int(h["seed"]))

@@ -27,9 +27,12 @@ from .statistics import run_checked
 
 
 
-def channel_sum(x: torch.Tensor) -> torch.Tensor:
-    """Sum of x [N, C, ...] over every dimension but the channel one: [C] (float64)."""
-    return x.double().sum(dim=[0, *range(2, x.dim())]) if x.dim() > 1 else x.double().sum().reshape(1)
+def channel_totals(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of x [N, C, ...] over every dimension but the channel one, shaped to broadcast against one
+    sample ([C, 1, ...]; [1] for x [N]), in float64, and how many values each channel summed."""
+    if x.dim() < 2:
+        return x.double().sum().reshape(1), x.numel()
+    return x.double().sum(dim=[0, *range(2, x.dim())]).reshape(-1, *([1] * (x.dim() - 2))), x.numel() // x.shape[1]
 
 
 def feeding_layer(program: Program, node: Node) -> nn.Module | None:
@@ -58,20 +61,16 @@ def feeding_layer(program: Program, node: Node) -> nn.Module | None:
     return find(node.args[0]) if node.args else None
 
 
-def ann_channel_means(reference: Program, data: Any, names: list[str], batch_size: int,
-                      ndims: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
-    """Per-channel mean of every named activation of the ANN over the data ([C]); `ndims`, when
-    given, receives each activation's number of dimensions per sample."""
+def ann_channel_means(reference: Program, data: Any, names: list[str], batch_size: int) -> dict[str, torch.Tensor]:
+    """Per-channel mean of every named activation of the ANN over the data (shaped as channel_totals)."""
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     with torch.no_grad():
         for x, _ in iter_batches(data, batch_size, "calibration data"):
             _, cap = run_checked(reference, x, names)
             for n in names:
-                sums[n] = sums.get(n, 0) + channel_sum(cap[n])
-                counts[n] = counts.get(n, 0) + cap[n].numel() // (cap[n].shape[1] if cap[n].dim() > 1 else 1)
-                if ndims is not None:
-                    ndims[n] = cap[n].dim() - 1
+                s, c = channel_totals(cap[n])
+                sums[n], counts[n] = sums.get(n, 0) + s, counts.get(n, 0) + c
     return {n: sums[n] / counts[n] for n in names}
 
 
@@ -84,10 +83,8 @@ def snn_channel_mean(snn: SpikingModel, data: Any, name: str, steps: int, batch_
             x = x.to(snn.device)
             for _ in snn.run(x, steps, stop_after=name, taps=taps):
                 pass
-            v = taps[name] / steps
-            s = channel_sum(v)
-            total = s if total is None else total + s
-            count += v.numel() // (v.shape[1] if v.dim() > 1 else 1)
+            s, c = channel_totals(taps[name] / steps)
+            total, count = (s if total is None else total + s), count + c
     return total / count
 
 
@@ -99,8 +96,7 @@ def calibrate_layerwise(snn: SpikingModel, reference: Program, data: Any, steps:
     the mean absolute V(0) offset) or why the bias was left alone."""
     nodes = snn.program.activation_nodes()
     names = [n.name for n in nodes]
-    ndims: dict[str, int] = {}
-    target = ann_channel_means(reference, data, names, batch_size, ndims)
+    target = ann_channel_means(reference, data, names, batch_size)
     report: dict[str, dict[str, Any]] = {}
     snn.eval()
     for node in tqdm(nodes, desc="layer-wise calibration", disable=not progress):
@@ -117,13 +113,13 @@ def calibrate_layerwise(snn: SpikingModel, reference: Program, data: Any, steps:
                 if layer.bias is None:
                     n = layer.out_channels if hasattr(layer, "out_channels") else layer.out_features
                     layer.bias = nn.Parameter(torch.zeros(n, device=snn.device), requires_grad=False)
-                layer.bias += error.to(layer.bias)
+                layer.bias += error.flatten().to(layer.bias)
             entry["bias_mean_abs_correction"] = float(error.abs().mean())
             if potential:
                 error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size)
         if potential:
             neuron = snn.program.layers[node.target]
-            offset = (error * steps).float().reshape(-1, *([1] * max(0, ndims[node.name] - 1)))
+            offset = (error * steps).float()  # per channel, broadcast against one sample
             old = neuron.v_offset
             neuron.set_initial_offset(offset.to(neuron.threshold.device) if old is None else old + offset.to(old))
             entry["error_after_bias"] = float(error.abs().mean())

@@ -130,20 +130,20 @@ def diagnose(snn: SpikingModel, ann: nn.Module, data: Any, T: int, *, batch_size
                     fired = v != 0
                     spikes[i] += fired.sum()
                     ever[n] |= fired.any(0)
-                    if first[i] is None or first[i] > t + 1:
-                        hit = fired.flatten(1).any(1).nonzero()
-                        if len(hit) and (first[i] is None or t + 1 + int(hit[0]) < first[i]):
-                            first[i] = t + 1 + int(hit[0])
-                    for k in range(K):
-                        sums[n] += v[k]
-                        j = at.get(t + k + 1)
-                        if j is not None:
-                            mean, a = sums[n] / (t + k + 1), acts[n]
-                            err_num[i, j] += (mean - a).pow(2).sum()
-                            mf, af = mean.flatten(1), a.flatten(1)
-                            cos = torch.nn.functional.cosine_similarity(mf, af, dim=1, eps=1e-30)
-                            both_zero = (mf.abs().sum(1) == 0) & (af.abs().sum(1) == 0)
-                            cos_sum[i, j] += torch.where(both_zero, torch.ones_like(cos), cos).sum()
+                    hit = fired.flatten(1).any(1).nonzero()
+                    if len(hit):
+                        f = t + 1 + int(hit[0])
+                        first[i] = f if first[i] is None else min(first[i], f)
+                    running = sums[n] + v.cumsum(0)  # sum of the outputs of steps 1..t+k+1
+                    for k in (k for k in range(K) if t + k + 1 in at):
+                        mean, a = running[k] / (t + k + 1), acts[n]
+                        j = at[t + k + 1]
+                        err_num[i, j] += (mean - a).pow(2).sum()
+                        mf, af = mean.flatten(1), a.flatten(1)
+                        cos = torch.nn.functional.cosine_similarity(mf, af, dim=1, eps=1e-30)
+                        both_zero = (mf.abs().sum(1) == 0) & (af.abs().sum(1) == 0)
+                        cos_sum[i, j] += torch.where(both_zero, torch.ones_like(cos), cos).sum()
+                    sums[n] = running[-1]
                 t += K
             for i, n in enumerate(names):
                 a = acts[n]

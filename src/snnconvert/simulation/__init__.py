@@ -7,4 +7,5 @@ from .engine import SpikingModel
 from .result import LayerActivity, SimulationResult
 from .simulate import simulate
 
-__all__ = ["Direct", "ExitFit", "ExitOnMargin", "ExitRule", "ExitWhenStable", "fit_exit_rule", "LayerActivity", "Poisson", "SimulationResult", "SpikingModel", "simulate"]
+__all__ = ["Direct", "ExitFit", "ExitOnMargin", "ExitRule", "ExitWhenStable", "LayerActivity", "Poisson",
+           "SimulationResult", "SpikingModel", "fit_exit_rule", "simulate"]

@@ -69,8 +69,9 @@ class ExitWhenStable(ExitRule):
         return (prob >= self.confidence) & (cls == pred)
 
 
-def running_margin(running: torch.Tensor, t: int) -> torch.Tensor:
-    """(top-1 - top-2) of the mean output over steps 1..t, running / t: [n]."""
+def running_margin(running: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+    """(top-1 - top-2) over the last dimension of running / t (the mean output over t steps); inf for
+    a single class."""
     top = running.topk(2, dim=-1).values if running.shape[-1] > 1 else torch.cat(
         [running, torch.full_like(running, float("-inf"))], -1)
     return (top[..., 0] - top[..., 1]) / t
