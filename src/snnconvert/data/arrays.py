@@ -7,11 +7,15 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .augment import random_crop_flip
+from .labels import check_labels
 from .registry import DatasetInfo
 
 
 class ImageArrayDataset(Dataset):
     """Items are `(x, y)`: x float32 [C,H,W] = (uint8 / scale - mean) / std, y a Python int.
+
+    `images` must match `info.input_shape` and `labels` be integer class indices in
+    [0, info.num_classes) (`check_labels`); otherwise DataError.
 
     `images` (uint8 [N,H,W,C]) is shared, never copied or modified. With `augment`, each item
     is randomly cropped from a `pad`-pixel zero-padded copy (and flipped if `flip`) using the
@@ -31,8 +35,11 @@ class ImageArrayDataset(Dataset):
     ) -> None:
         if images.dtype != np.uint8 or images.ndim != 4:
             raise DataError(f"{info.name}: images must be uint8 [N,H,W,C], got {images.dtype} {images.shape}")
+        labels = check_labels(labels, info.num_classes, info.name)
         if len(labels) != len(images):
             raise DataError(f"{info.name}: {len(images)} images but {len(labels)} labels; they must match")
+        if images.shape[1:] != (*info.input_shape[1:], info.input_shape[0]):
+            raise DataError(f"{info.name}: images are [N,H,W,C] {images.shape}; expected [N,H,W,C] with (C,H,W) = {info.input_shape}")
         self.info = info
         self.classes = classes
         self.augment = augment
@@ -40,7 +47,7 @@ class ImageArrayDataset(Dataset):
         self.flip = flip
         self.scale = float(scale)
         self.images = torch.from_numpy(images)  # shares memory with the cached array
-        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        self.labels = torch.from_numpy(labels)
         c = images.shape[-1]
         self._mean = torch.tensor(info.mean, dtype=torch.float32).view(c, 1, 1)
         self._std = torch.tensor(info.std, dtype=torch.float32).view(c, 1, 1)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .arrays import ImageArrayDataset
+from .labels import check_labels
 from .locate import find_files, stat_key
 from .registry import DatasetInfo, default_root, register_dataset
 from .safe_pickle import safe_load
@@ -39,34 +39,49 @@ _SPECS: dict[str, dict[str, Any]] = {
 }
 
 
-def _read_batch(path: Path, npz: bool) -> dict[str, Any]:
-    if not npz:
-        obj = safe_load(path)
-        if not isinstance(obj, dict):
-            raise DataError(f"{str(path)!r}: expected a pickled dict with 'data' and labels, got {type(obj).__name__}")
-        return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
+def _read_npz(path: Path) -> dict[str, Any]:
+    """The arrays of an .npz file (never unpickling), or DataError."""
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # a garbled zip or .npy header raises many different types
         raise DataError(f"{str(path)!r}: corrupt .npz ({type(exc).__name__}: {exc}); expected arrays 'data' and labels") from None
+
+
+def _read_batch(path: Path, npz: bool) -> dict[Any, Any]:
+    """The batch's entries, by str key (Python 3 pickles' bytes keys decoded as latin-1)."""
+    if npz:
+        return _read_npz(path)
+    obj = safe_load(path)
+    if not isinstance(obj, dict):
+        raise DataError(f"{str(path)!r}: expected a pickled dict with 'data' and labels, got {type(obj).__name__}")
+    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+def _keys(batch: dict[Any, Any]) -> list[str]:
+    """The batch's keys for a message, sortable whatever their types."""
+    return sorted(repr(k) for k in batch)
+
+
+def _check_data(data: Any, path: Path) -> np.ndarray:
+    """`data` if it is a uint8 array (N, 3072) (CIFAR's row-major 3x32x32 images), else DataError."""
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{str(path)!r}: 'data' is {got}; expected uint8 (N, 3072)")
+    return data
 
 
 def _decode_batch(path: Path, npz: bool, label_keys: tuple[str, ...], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     batch = _read_batch(path, npz)
     if "data" not in batch:
-        raise DataError(f"{str(path)!r}: no 'data' entry (has {sorted(batch)}); expected 'data' uint8 (N, 3072)")
+        raise DataError(f"{str(path)!r}: no 'data' entry (has {_keys(batch)}); expected 'data' uint8 (N, 3072)")
     key = next((k for k in label_keys if k in batch), None)
     if key is None:
-        raise DataError(f"{str(path)!r}: no label entry (has {sorted(batch)}); expected one of {list(label_keys)}")
-    data = np.asarray(batch["data"])
-    labels = np.asarray(batch[key]).astype(np.int64).reshape(-1)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"{str(path)!r}: 'data' is {data.dtype} {data.shape}; expected uint8 (N, 3072)")
+        raise DataError(f"{str(path)!r}: no label entry (has {_keys(batch)}); expected one of {list(label_keys)}")
+    data = _check_data(batch["data"], path)
+    labels = check_labels(batch[key], num_classes, repr(str(path)), key)
     if len(labels) != len(data):
         raise DataError(f"{str(path)!r}: {len(data)} images but {len(labels)} labels in {key!r}; they must match")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(f"{str(path)!r}: labels span {labels.min()}..{labels.max()}; expected 0..{num_classes - 1}")
     return data, labels
 
 

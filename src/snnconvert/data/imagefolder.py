@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -12,6 +15,9 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, DataError
 from .arrays import ImageArrayDataset
 from .registry import DatasetInfo, register_dataset
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,14 +46,71 @@ def find_classes(directory: Path) -> list[str]:
     return classes
 
 
+def _is_within(path: str, ancestor: str) -> bool:
+    """Whether real path `path` is `ancestor` or lies inside it."""
+    return os.path.commonpath([path, ancestor]) == ancestor
+
+
+def _walk_error(exc: OSError) -> None:
+    """os.walk's onerror: an unlistable folder is an error, not a silently missing part of the data."""
+    raise DataError(f"imagefolder: cannot list {exc.filename!r} ({exc.strerror}); make it readable or remove it")
+
+
+def walk_once(top: Path, fence: Path) -> Iterator[tuple[str, list[str]]]:
+    """(directory, file names) under `top`, following directory symlinks, each real directory once.
+
+    A symlinked directory is entered unless its target was already walked (a second link, or a
+    loop back into `top`) or contains `fence` (the split folder: a link up to it or above would
+    walk every class again); such a link is skipped, so no image is ever counted twice.
+    An unreadable directory is a DataError, not silently skipped.
+    """
+    fence_real = os.path.realpath(fence)
+    seen = {os.path.realpath(top)}
+    for dirpath, dirnames, files in os.walk(top, followlinks=True, onerror=_walk_error):
+        kept = []
+        for name in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, name))
+            if real not in seen and not _is_within(fence_real, real):
+                seen.add(real)
+                kept.append(name)
+        dirnames[:] = kept
+        yield dirpath, sorted(files)
+
+
+def sample_stat(path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of image file `path`; DataError for a broken symlink or a non-regular file."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise DataError(
+                f"imagefolder: {path!r} is a symbolic link to {os.readlink(path)!r}, which does not exist "
+                f"or cannot be read; restore the target or remove the link"
+            ) from None
+        raise DataError(f"imagefolder: cannot read {path!r} ({exc.strerror}); make it readable or remove it") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"imagefolder: {path!r} is not a regular file; expected an image file, remove or rename it")
+    return st.st_size, st.st_mtime_ns
+
+
 def list_samples(directory: Path, classes: list[str]) -> list[tuple[str, int]]:
-    """(path, class index) for every image, class by class, paths sorted within a class."""
+    """(path, class index) for every image, class by class, paths sorted within a class.
+
+    Each class folder is walked with `walk_once` (directory symlinks followed, but never into a
+    loop or twice into the same directory).
+    """
     samples: list[tuple[str, int]] = []
     empty: list[str] = []
     for index, name in enumerate(classes):
+        top = directory / name
+        if _is_within(os.path.realpath(directory), os.path.realpath(top)):
+            raise DataError(
+                f"imagefolder: class folder {str(top)!r} is a link to {os.path.realpath(top)!r}, which contains "
+                f"the image folder itself (a loop); point it at a folder of images or remove it"
+            )
         found = []
-        for dirpath, _, files in sorted(os.walk(directory / name, followlinks=True)):
-            found += [os.path.join(dirpath, f) for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS)]
+        for dirpath, files in sorted(walk_once(top, directory)):
+            found += [os.path.join(dirpath, f) for f in files if f.lower().endswith(IMG_EXTENSIONS)]
         if not found:
             empty.append(name)
         samples += [(p, index) for p in found]
@@ -69,24 +132,41 @@ def _pil():
     return Image
 
 
+def _decode_rgb(path: str) -> PILImage:
+    """The image at `path`, fully decoded, as RGB; DataError for anything Pillow cannot or will not decode.
+
+    Images over Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS` pixels) are
+    refused -- also those between 1x and 2x the limit, which Pillow itself only warns about.
+    """
+    image_mod = _pil()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", image_mod.DecompressionBombWarning)
+            with image_mod.open(path) as img:
+                return img.convert("RGB")
+    except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning) as exc:
+        raise DataError(
+            f"imagefolder: {path!r} is too large to decode safely ({exc}); remove it, or if it is "
+            f"trusted raise PIL.Image.MAX_IMAGE_PIXELS (now {image_mod.MAX_IMAGE_PIXELS})"
+        ) from None
+    except Exception as exc:  # Pillow's decoders raise many types on a damaged file
+        raise DataError(f"imagefolder: cannot decode image {path!r} ({type(exc).__name__}: {exc}); remove or replace it") from None
+
+
 def load_image(path: str, image_size: int, resize_size: int) -> np.ndarray:
     """RGB uint8 [image_size, image_size, 3]: shorter side resized (bilinear) to resize_size, then center crop."""
     image_mod = _pil()
-    try:
-        with image_mod.open(path) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            if w <= h:
-                new_w, new_h = resize_size, int(resize_size * h / w)
-            else:
-                new_w, new_h = int(resize_size * w / h), resize_size
-            img = img.resize((new_w, new_h), image_mod.BILINEAR)
-            top = int(round((new_h - image_size) / 2.0))
-            left = int(round((new_w - image_size) / 2.0))
-            img = img.crop((left, top, left + image_size, top + image_size))
-            return np.asarray(img, dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"imagefolder: cannot decode image {path!r} ({exc}); remove or replace it") from None
+    img = _decode_rgb(path)
+    w, h = img.size
+    if w <= h:
+        new_w, new_h = resize_size, max(1, int(resize_size * h / w))
+    else:
+        new_w, new_h = max(1, int(resize_size * w / h)), resize_size
+    img = img.resize((new_w, new_h), image_mod.BILINEAR)
+    top = int(round((new_h - image_size) / 2.0))
+    left = int(round((new_w - image_size) / 2.0))
+    img = img.crop((left, top, left + image_size, top + image_size))
+    return np.asarray(img, dtype=np.uint8)
 
 
 @functools.lru_cache(maxsize=4)
@@ -133,16 +213,21 @@ def imagefolder(
     center-cropped to image_size, and the whole split cached once in memory as uint8 -- meant
     for small folders or subsets (ImageNet-val at 224 px takes 7.5 GB). Normalised with ImageNet's
     mean/std. Augment: zero-padded (image_size // 8) random crop + horizontal flip.
+
+    Symbolic links: class folders and folders inside them may be directory symlinks, and are
+    followed -- but each real directory at most once per class, and never one that contains the
+    split folder, so a link loop adds no image (a class folder that is itself such a loop is a
+    DataError). Two class folders linking to the same directory do share its images.
+    A broken symlink to an image, an unreadable folder, an undecodable image or one over Pillow's
+    decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`) is a DataError naming the file;
+    nothing is skipped silently.
     """
     if root is None:
         raise ConfigError("imagefolder: pass root=<folder with one sub-folder of images per class>")
     size, resize = _sizes(image_size, resize_size)
     directory = split_dir(root, train)
     classes = find_classes(directory)
-    samples = []
-    for path, label in list_samples(directory, classes):
-        st = os.stat(path)
-        samples.append((path, label, st.st_size, st.st_mtime_ns))
+    samples = [(path, label, *sample_stat(path)) for path, label in list_samples(directory, classes)]
     images, labels = _decode(tuple(samples), size, resize)
     info = DatasetInfo("imagefolder", len(classes), (3, size, size), IMAGENET_MEAN, IMAGENET_STD)
     return ImageArrayDataset(images, labels, info, augment=augment, pad=size // 8, flip=True, classes=classes)
