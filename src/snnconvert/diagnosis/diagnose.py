@@ -23,7 +23,8 @@ from ..errors import ConfigError
 from ..evaluation import eval_mode
 from ..graph import trace
 from ..simulation import SpikingModel
-from ..simulation.engine import check_steps
+from ..simulation.budget import RunClock, check_fits, count_samples, estimate_run, probe
+from ..simulation.engine import check_count, check_steps
 from ..simulation.simulate import auto_chunk
 
 
@@ -82,12 +83,17 @@ class Diagnosis:
 def diagnose(snn: SpikingModel, ann: nn.Module, data: Any, T: int, *, batch_size: int = 256,
              memory_budget_mb: float = 512, leaf_modules: tuple[type[nn.Module], ...] = ()) -> Diagnosis:
     """Per-layer diagnosis of `snn` (converted from `ann`) on `data` (inputs, or (inputs, labels) for
-    the accuracies) over T steps; see the module docstring. Neither model is changed."""
+    the accuracies) over T steps; see the module docstring. Neither model is changed. A run whose
+    estimated peak memory (simulation.budget.estimate_run) does not fit is refused with a ConfigError
+    before it starts; one measured to take longer than budget.SLOW_RUN_S is warned about."""
     if not isinstance(snn, SpikingModel):
         raise ConfigError(f"diagnose() needs a SpikingModel from snnconvert.convert(), got {type(snn).__name__}")
     if not isinstance(ann, nn.Module):
         raise ConfigError(f"diagnose() needs the ANN the SNN was converted from (an nn.Module), got {type(ann).__name__}")
     T = check_steps(T)
+    batch_size = check_count(batch_size, "batch_size", "batch_size=256")
+    if not memory_budget_mb > 0:
+        raise ConfigError(f"memory_budget_mb must be > 0 (e.g. 512), got {memory_budget_mb!r}")
     reference = trace(ann, leaf_modules)
     nodes = snn.program.activation_nodes()
     names = [n.name for n in nodes]
@@ -108,6 +114,7 @@ def diagnose(snn: SpikingModel, ann: nn.Module, data: Any, T: int, *, batch_size
     labelled = True
     device = snn.device
     snn.eval()
+    clock = RunClock("diagnose()", T, count_samples(data))
     with torch.no_grad(), eval_mode(ann):
         for x, y in iter_batches(data, batch_size, "data"):
             x = x.to(device)
@@ -116,13 +123,18 @@ def diagnose(snn: SpikingModel, ann: nn.Module, data: Any, T: int, *, batch_size
                 ann_out, acts = reference.run(x, capture=names)
             except (RuntimeError, ValueError, IndexError) as e:
                 raise ConfigError(f"data of shape {tuple(x.shape)} does not fit the model: {e}") from None
+            chunk = auto_chunk(snn, x, T, memory_budget_mb)
+            if samples == 0:  # before the first batch runs
+                check_fits(estimate_run("diagnose()", probe(snn, x), T, len(x), chunk, samples=clock.samples,
+                                        device=device))
             acts = {k: v.double() for k, v in acts.items()}
             capture: dict[str, list[torch.Tensor]] = {n: [] for n in names}
             sums: dict[str, torch.Tensor] = {n: torch.zeros_like(acts[n]) for n in names}
             ever = {n: torch.zeros_like(acts[n], dtype=torch.bool) for n in names}
             out_sum, t = None, 0
-            for out in snn.run(x, T, chunk_size=auto_chunk(snn, x, T, memory_budget_mb), capture=capture):
+            for out in snn.run(x, T, chunk_size=chunk, capture=capture):
                 K = len(out)
+                clock.chunk_done(K, len(x))
                 out_sum = out.sum(0) if out_sum is None else out_sum + out.sum(0)
                 for i, n in enumerate(names):
                     v = torch.cat(capture[n]).view(K, *acts[n].shape).double()

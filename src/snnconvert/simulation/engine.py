@@ -8,6 +8,7 @@ before the first neuron are computed once per sample.
 """
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,10 +26,24 @@ from .record import Recorder
 _SIZE_NODES = {(METHOD, "size"), (METHOD, "dim"), (FUNCTION, "getattr")}
 
 
+DEFAULT_CHUNK = 32  # steps per chunk of run() when no chunk_size is given
+
+
+def check_count(value: Any, what: str, example: str) -> int:
+    """`value` as an int >= 1 (anything with __index__: int, numpy or 0-dim integer tensors; never a
+    bool), else ConfigError naming `what` and showing `example` of a right value."""
+    try:
+        n = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        n = None
+    if n is None or n < 1:
+        raise ConfigError(f"{what} must be an integer >= 1 (e.g. {example}), got {value!r}")
+    return n
+
+
 def check_steps(T: Any) -> int:
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ConfigError(f"the number of time steps T must be an integer >= 1, got {T!r}")
-    return T
+    """The number of time steps T as an int >= 1, else ConfigError."""
+    return check_count(T, "the number of time steps T", "T=256")
 
 
 class SpikingModel(nn.Module):
@@ -124,7 +139,9 @@ class SpikingModel(nn.Module):
         t0+1..t0+K (time folded into the batch, [K*N, ...]): those nodes are not computed, and with
         `stop_after` only the nodes needed for it (and for `capture`) run. `capture` maps node names
         to lists that receive each chunk's value of the node ([K*N, ...])."""
-        check_steps(T)
+        T = check_steps(T)
+        if chunk_size is not None:
+            chunk_size = check_count(chunk_size, "chunk_size (steps per chunk)", "chunk_size=32")
         needed = None
         if given is not None or capture is not None:
             roots = [stop_after or self.program.nodes[-1].name] + list(capture or ())
@@ -132,7 +149,7 @@ class SpikingModel(nn.Module):
         self.reset()
         if generator is None and hasattr(encoder, "seed"):  # a stochastic encoder: repeatable from its seed
             generator = torch.Generator(device=x.device).manual_seed(int(encoder.seed))
-        K = chunk_size or min(T, 32)
+        K = chunk_size or min(T, DEFAULT_CHUNK)
         self._batch = {"x": x, "static": {}}
         t = 0
         while t < T:
@@ -177,7 +194,7 @@ class SpikingModel(nn.Module):
 
     def _run_chunk(self, x: torch.Tensor, t0: int, K: int, encoder: Encoder, static_cache: dict[str, Any],
                    recorder: Recorder | None, generator: torch.Generator | None,
-                   stop_after: str | None = None, measure: list[int] | None = None,
+                   stop_after: str | None = None, measure: dict[str, tuple[int, bool]] | None = None,
                    taps: dict[str, torch.Tensor | None] | None = None, needed: set[str] | None = None,
                    given: dict[str, torch.Tensor] | None = None,
                    capture: dict[str, list[torch.Tensor]] | None = None) -> torch.Tensor | None:
@@ -249,7 +266,7 @@ class SpikingModel(nn.Module):
             if capture is not None and node.name in capture:
                 capture[node.name].append(folded(node.name))
             if measure is not None and isinstance(env.get(node.name), torch.Tensor):
-                measure.append(env[node.name].numel() * env[node.name].element_size())
+                measure[node.name] = (env[node.name].numel() * env[node.name].element_size(), node.name in is_static)
             if node.name == stop_after:
                 return None
             for r in node.refs():  # free values after their last use (static ones stay cached)
@@ -267,12 +284,43 @@ class SpikingModel(nn.Module):
 
     def step_bytes(self, x: torch.Tensor, encoder: Encoder = Direct()) -> int:
         """Bytes of all values one time step of batch x produces (an upper bound on live memory)."""
-        sizes: list[int] = []
+        sizes: dict[str, tuple[int, bool]] = {}
         self.reset()
         with torch.no_grad():
             self._run_chunk(x, 0, 1, encoder, {}, None, None, None, sizes)
         self.reset()
-        return sum(sizes)
+        return sum(b for b, _ in sizes.values())
+
+    def peak_alive(self, sizes: dict[str, tuple[int, bool]]) -> int:
+        """The most bytes of per-step values alive at once, given each node's (bytes, static) for one
+        step (_run_chunk's `measure`): a value lives from its node to its last use, as run() frees it;
+        a static value read by a stateless per-step node is copied out to every step there."""
+        nodes = self.program.nodes
+        dynamic = {n.name: (j, sizes[n.name][0]) for j, n in enumerate(nodes)
+                   if n.name in sizes and not sizes[n.name][1]}
+        peak = 0
+        for i, node in enumerate(nodes):
+            alive = sum(b for name, (j, b) in dynamic.items() if j <= i <= self._last_use.get(name, j))
+            if node.name in dynamic and node.name not in self._stateful:
+                alive += sum(sizes[r][0] for r in set(node.refs()) if r in sizes and sizes[r][1])
+            peak = max(peak, alive)
+        return peak
+
+    def state_bytes(self) -> int:
+        """Bytes of the tensors the neurons and spiking max pools hold between chunks right now (their
+        state and step workspaces; 0 after reset())."""
+        seen: dict[int, int] = {}
+        for n in self.program.nodes:
+            if n.name in self._stateful:
+                layer = self.program.layers[n.target]
+                held = [b for k, b in layer._buffers.items() if k in layer._non_persistent_buffers_set]
+                held += [t for v in vars(layer).values() if not isinstance(v, (nn.Module, dict))
+                         for t in (vars(v).values() if hasattr(v, "__dict__") else [v])]
+                for t in held:
+                    if isinstance(t, torch.Tensor):
+                        storage = t.untyped_storage()
+                        seen[storage.data_ptr()] = storage.nbytes()
+        return sum(seen.values())
 
     def _record_synapses(self, node, x: Any, K: int, analog: bool, recorder: Recorder) -> None:
         """Count a conv/linear layer's work: MACs per image if its input is the constant analog

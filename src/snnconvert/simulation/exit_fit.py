@@ -22,7 +22,8 @@ from ..batches import iter_batches
 from ..errors import ConfigError
 from .early_exit import ExitOnMargin, running_margin
 from .encoding import Direct, Encoder
-from .engine import SpikingModel, check_steps
+from .budget import RunClock, check_fits, count_samples, estimate_run, probe
+from .engine import DEFAULT_CHUNK, SpikingModel, check_count, check_steps
 
 
 @dataclass
@@ -68,13 +69,22 @@ def margins_and_predictions(snn: SpikingModel, data: Any, T: int, encoder: Encod
     preds, labels = [], []
     device = snn.device
     snn.eval()
+    samples, seen, sizes = count_samples(data), 0, None
+    clock = RunClock("fit_exit_rule()", T, samples)
     with torch.no_grad():
         for x, y in iter_batches(data, batch_size, "exit-rule fitting data"):
+            x = x.to(device)
+            seen += len(x)
+            if sizes is None or samples is None:  # before the first batch runs (each batch if N is unknown)
+                sizes = sizes or probe(snn, x, encoder)
+                check_fits(estimate_run("fit_exit_rule()", sizes, T, len(x), DEFAULT_CHUNK, samples=samples or seen,
+                                        windows=windows, device=device))
             cum, parts = None, []
-            for out in snn.run(x.to(device), T, encoder):
+            for out in snn.run(x, T, encoder):
                 cs = out.flatten(2).cumsum(0) if cum is None else cum + out.flatten(2).cumsum(0)
                 parts.append(cs.cpu())
                 cum = cs[-1]
+                clock.chunk_done(len(out), len(x))
             cs = torch.cat(parts)  # [T, B, classes]
             steps = torch.arange(1, T + 1, dtype=cs.dtype)[:, None]
             for w in windows:  # the margins ExitOnMargin.ok computes live (the same function)
@@ -150,8 +160,11 @@ def fit_exit_rule(snn: SpikingModel, data: Any, T: int, *, tolerance: float = 0.
     """Fit ExitOnMargin for runs of at most T steps on `data` (held-out training images, labelled or
     not): one fixed run, then the thresholds for each `stable_steps` and `windows` candidate,
     keeping the one with the fewest mean steps. On `data`, at most `tolerance` of the samples exit
-    with a prediction other than the full T-step run's. Use it as simulate(..., T, exit_when=fit.rule)."""
+    with a prediction other than the full T-step run's. Use it as simulate(..., T, exit_when=fit.rule).
+    The fixed run's records are [T, N] (about (4 windows + 44) T N bytes at the peak): a run that
+    does not fit in the memory available is refused with a ConfigError before it starts."""
     T = check_steps(T)
+    batch_size = check_count(batch_size, "batch_size", "batch_size=256")
     if not 0.0 <= tolerance < 1.0:
         raise ConfigError(f"tolerance must be in [0, 1), got {tolerance}")
     if not stable_steps or any(not isinstance(s, int) or s < 1 for s in stable_steps):

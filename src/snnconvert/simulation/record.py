@@ -39,13 +39,15 @@ class Recorder:
     one sums them over the batch, giving events per step and input position [K, F]; an unsigned
     neuron's output needs only the sum (count_spikes). Spikes per step are the events' sum, synops
     their product with the fan-out map. A neuron's output that a conv/linear layer reads directly is
-    counted once for both. Totals stay on the run's device until totals().
+    counted once for both. Totals stay on the run's device until totals(). With `steps` (the run's T)
+    each table is allocated once at its full length; without, it grows as chunks arrive.
     """
 
     spikes: dict[str, torch.Tensor] = field(default_factory=dict)
     synops: dict[str, torch.Tensor] = field(default_factory=dict)
     neurons: dict[str, int] = field(default_factory=dict)
     static_macs: dict[str, float] = field(default_factory=dict)
+    steps: int | None = None
     _t0: int = 0
     _fanout: dict[tuple, torch.Tensor] = field(default_factory=dict)
     _buffer: torch.Tensor | None = None  # flat float scratch for the nonzero marks
@@ -99,7 +101,7 @@ class Recorder:
         end = self._t0 + len(per_step)
         cur = table.get(name)
         if cur is None:
-            cur = per_step.new_zeros(0)
+            cur = per_step.new_zeros(max(end, self.steps or 0))
         if len(cur) < end:
             cur = torch.cat([cur, cur.new_zeros(end - len(cur))])
         cur[self._t0:end] += per_step

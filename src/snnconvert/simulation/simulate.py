@@ -1,6 +1,7 @@
 """simulate(): run a SpikingModel over a dataset ONCE for T steps and read out every t = 1..T."""
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from contextlib import nullcontext
@@ -17,7 +18,8 @@ from ..graph import LAYER, Program, trace
 from ..graph.ops import SYNAPTIC_TYPES
 from .early_exit import ExitRule, ExitTracker
 from .encoding import Direct, Encoder
-from .engine import SpikingModel, check_steps
+from .budget import RunClock, check_fits, count_samples, estimate_run, probe
+from .engine import SpikingModel, check_count, check_steps
 from .record import Recorder, fanout_map
 from .result import LayerActivity, SimulationResult
 
@@ -40,6 +42,24 @@ def auto_chunk(snn: SpikingModel, x: torch.Tensor, T: int, memory_budget_mb: flo
     return int(max(1, min(T, memory_budget_mb * 2**20 // per_step)))
 
 
+def _labelled(x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if y is None:
+        raise ConfigError("simulate() needs labelled data: (inputs, labels) pairs or a labelled Dataset")
+    return x, y
+
+
+def _checked_chunk(snn: SpikingModel, x: torch.Tensor, T: int, chunk_size: int | None, memory_budget_mb: float,
+                   encoder: Encoder, samples: int | None, record: bool, early_exit: bool) -> int:
+    """Steps per chunk for a run whose first batch is x (at most 2 with early exit), once the run is
+    known to fit in memory (budget.check_fits; ConfigError otherwise). Measures one step of x, eagerly."""
+    with torch.no_grad():
+        k = chunk_size or auto_chunk(snn, x, T, memory_budget_mb, encoder)
+        k = min(k, 2) if early_exit else k
+        check_fits(estimate_run("simulate()", probe(snn, x, encoder), T, len(x), k, samples=samples, record=record,
+                                early_exit=early_exit, device=snn.device))
+    return k
+
+
 def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Module | None = None,
              encoder: Encoder = Direct(), batch_size: int = 256, chunk_size: int | None = None,
              memory_budget_mb: float = 512, progress: bool | None = None, record: bool = True,
@@ -49,8 +69,12 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
 
     Returns accuracy after every t = 1..T (the prediction after t steps is the argmax of the summed
     output of steps 1..t), per-layer spikes per step, synaptic operations and the energy estimate,
-    plus the ANN's accuracy and MACs when `ann` is given. Memory does not grow with T: time is
-    streamed in chunks of `chunk_size` steps (chosen from `memory_budget_mb` when None).
+    plus the ANN's accuracy and MACs when `ann` is given. The values of the network do not grow with
+    T: time is streamed in chunks of `chunk_size` steps (chosen from `memory_budget_mb` when None);
+    the per-step records and the result's lists do (about 8 T (1 + layers) bytes of counters and
+    32 T bytes per list). A run whose estimated peak (budget.estimate_run) does not fit in the memory
+    available is refused with a ConfigError before it starts; one measured to take longer than
+    budget.SLOW_RUN_S is warned about after its second chunk.
     `seed` seeds a stochastic encoder's random stream (one stream over the whole dataset); None
     uses the encoder's own seed (Poisson(seed)).
     With `exit_when` (an ExitRule: ExitWhenStable(patience=8), or fit_exit_rule(...).rule fitted on
@@ -66,38 +90,39 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     if not isinstance(snn, SpikingModel):
         raise ConfigError(f"simulate() needs a SpikingModel from snnconvert.convert(), got {type(snn).__name__}")
     T = check_steps(snn.default_T if T is None else T)
+    batch_size = check_count(batch_size, "batch_size", "batch_size=256")
+    chunk_size = None if chunk_size is None else check_count(chunk_size, "chunk_size", "chunk_size=32")
+    if not memory_budget_mb > 0:
+        raise ConfigError(f"memory_budget_mb must be > 0 (e.g. 512), got {memory_budget_mb!r}")
+    if compile not in (True, False, None, "auto"):
+        raise ConfigError(f"compile must be 'auto', True, False or None, got {compile!r}")
     if progress is None:
         progress = sys.stderr.isatty()
     start = time.perf_counter()
     device = snn.device  # batches go where the model is; counts stay there until the end of the run
+    snn.eval()
+    batches = iter_batches(data, batch_size, "data")
+    first_x, first_y = next(batches)  # EmptyDataError for no data
+    first_x = _labelled(first_x, first_y)[0].to(device)
+    samples_in_all = count_samples(data)
+    k = _checked_chunk(snn, first_x, T, chunk_size, memory_budget_mb, encoder, samples_in_all, record,
+                       exit_when is not None)
+    clock = RunClock("simulate()", T, samples_in_all)
     correct = torch.zeros(T, dtype=torch.long, device=device)
     exit_hist = torch.zeros(T + 1, dtype=torch.long, device=device) if exit_when is not None else None
     samples = 0
-    recorder = Recorder() if record else None
+    recorder = Recorder(steps=T) if record else None
     generator = None  # made on the first batch's device (a CPU generator cannot drive CUDA sampling)
-    first_x = None
-    k_auto: int | None = None
     bar = tqdm(desc=f"simulating T={T}", unit="img", disable=not progress)
-    snn.eval()
-    if compile not in (True, False, None, "auto"):
-        raise ConfigError(f"compile must be 'auto', True, False or None, got {compile!r}")
     scope = nullcontext() if compile is None else snn.compiled_neurons(compile is not False)
     with torch.no_grad(), scope:
-        for x, y in iter_batches(data, batch_size, "data"):
-            if y is None:
-                raise ConfigError("simulate() needs labelled data: (inputs, labels) pairs or a labelled Dataset")
+        for x, y in itertools.chain([(first_x, first_y)], batches):
+            x, y = _labelled(x, y)
             x, y = x.to(device), y.to(device)
-            first_x = x if first_x is None else first_x
             if generator is None:
                 generator = torch.Generator(device=x.device).manual_seed(
                     int(getattr(encoder, "seed", 0) if seed is None else seed))
-            if chunk_size is None and k_auto is None:  # one measuring step, on the first batch only
-                k_auto = auto_chunk(snn, x, T, memory_budget_mb, encoder)
-            k = chunk_size or k_auto
-            tracker = None
-            if exit_when is not None:
-                k = min(k, 2)
-                tracker = ExitTracker(exit_when, y, T)
+            tracker = ExitTracker(exit_when, y, T) if exit_when is not None else None
             cum = None
             t = 0
             live_y = y
@@ -111,6 +136,7 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
                 correct[t:t + len(out)] += hits.sum(1)
                 cum = cs[-1]
                 t += len(out)
+                clock.chunk_done(len(out), len(live_y))
                 if tracker is not None and not bool(keep.all()):
                     snn.keep(keep)
                     cum, live_y = cum[keep], live_y[keep]
