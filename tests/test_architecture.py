@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "snnconvert"
 
 # Bottom up. A module may import its own layer and the layers below it, nothing above.
 LAYERS: list[set[str]] = [
-    {"errors", "registry", "batches", "files", "evaluation", "distributed"},  # foundation
+    {"errors", "registry", "schema", "batches", "files", "evaluation", "distributed"},  # foundation
     {"graph"},        # the model IR: Program, NodeKind, op table, activation matcher, trace()
     {"neurons"},      # neuron kinds (registry), the neuron step, spike-gated max pooling
     {"simulation"},   # the engine (SpikingModel), simulate(), recording, results, early exit

@@ -142,14 +142,17 @@ def test_diagnose_writes_a_table_json_and_plot(tmp_path, capsys):
     d = json.loads((tmp_path / "diag" / "diagnosis.json").read_text())
     assert d["T"] == 8 and d["samples"] == 60 and d["steps"] == [1, 2, 4, 8] and len(d["layers"]) >= 2
     assert (tmp_path / "diag" / "diagnosis.png").stat().st_size > 1000
-    assert cli.main(["diagnose", "--snn", snn, "--model-dir", ann, "--T", "0", "--out", out]) == 1
-    assert "time steps" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # argparse refuses it, naming the flag
+        cli.main(["diagnose", "--snn", snn, "--model-dir", ann, "--T", "0", "--out", out])
+    assert stop.value.code == 2 and "argument --T: must be >= 1, got 0" in capsys.readouterr().err
     cal = str(tmp_path / "cal")
     assert cli.main(["convert", "--model-dir", ann, "--method", "calibrated", "--target-T", "4", "--calib-samples",
                      "128", "--out", cal, "--quiet"]) == 0
     assert "method calibrated" in capsys.readouterr().out
     desc = json.loads((tmp_path / "cal" / "snn.json").read_text())
     assert desc["method"]["target_T"] == 4 and desc["default_T"] == 4 and "layerwise_calibration" in desc["method"]
-    assert cli.main(["convert", "--model-dir", ann, "--method", "calibrated", "--target-T", "0", "--out",
-                     str(tmp_path / "bad")]) == 1
-    assert "target_T" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["convert", "--model-dir", ann, "--method", "calibrated", "--target-T", "0", "--out",
+                  str(tmp_path / "bad")])
+    assert stop.value.code == 2 and "argument --target-T: must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

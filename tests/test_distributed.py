@@ -215,6 +215,26 @@ def blobs(n, seed):
     return TensorDataset(x, y)
 
 
+class Jittered(torch.utils.data.Dataset):
+    """Blobs with per-item random jitter from the dataset's own generator (like the image datasets'
+    augmentation): train() must reseed it per (seed, epoch, rank) for the resumed run to match."""
+
+    augment = True
+
+    def __init__(self, inner):
+        self.inner, self.gen = inner, torch.Generator().manual_seed(0)
+
+    def reseed(self, seed):
+        self.gen.manual_seed(seed)
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        x, y = self.inner[i]
+        return x + 0.1 * torch.randn(2, generator=self.gen), y
+
+
 def net(bn, seed):
     torch.manual_seed(seed)
     if bn:
@@ -234,7 +254,7 @@ def main(out, job):
     # each rank starts from a different init (seed = rank): DDP must start every rank from rank 0's
     # BatchNorm + dropout, sharded validation, checkpoints, and an interrupted + resumed run
     cfg = TrainConfig(epochs=4, lr=0.05, batch_size=32, schedule="constant", progress=False)
-    data, val = blobs(240, 0), blobs(90, 1)
+    data, val = Jittered(blobs(240, 0)), blobs(90, 1)
     phase(job, "joined")
     full = train(net(True, job.rank), data, cfg, val_set=val, checkpoint_dir=out / "full", log=logs.append)
     train(net(True, job.rank), data, replace(cfg, epochs=2), val_set=val, checkpoint_dir=out / "resumed")

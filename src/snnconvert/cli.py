@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +14,36 @@ from .errors import ConfigError, SnnConvertError
 from .methods import METHODS, OVERRIDES
 from .neurons import NEURONS
 from .simulation import ExitRule, ExitWhenStable
+
+
+def _int_at_least(low: int) -> Any:
+    """An argparse type: an int >= `low` (argparse then names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"int>={low}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+POSITIVE, NATURAL = _int_at_least(1), _int_at_least(0)
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -44,7 +75,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .data import dataset_info
     from .distributed import process_group
-    from .files import ensure_writable_dir
+    from .files import check_output_dir
     from .modelfile import load_model, save_model
     from .models import create_model
     from .quantization import progressive_schedule, quantize, train_progressive
@@ -52,7 +83,7 @@ def _train(args: argparse.Namespace) -> None:
 
     # under torchrun: data-parallel over the job's ranks; rank 0 prints and writes
     with process_group() as job:
-        out = ensure_writable_dir(args.out)
+        out = check_output_dir(args.out, [args.init] if args.init else [], "train --out")
         info = (dataset_info(args.dataset) if args.dataset != "imagefolder"
                 else dataset_info(args.dataset, args.data_dir))
         train_set, test_set = _dataset(args, True, augment=args.augment), _dataset(args, False)
@@ -68,7 +99,7 @@ def _train(args: argparse.Namespace) -> None:
             arch, kwargs = card["arch"], card.get("model_kwargs", {})
         else:
             arch, kwargs = args.model, _json_object(args.model_kwargs, "--model-kwargs")
-            model = create_model(arch, num_classes=info.num_classes, **kwargs)
+            model = create_model(arch, num_classes=info.num_classes, seed=args.seed, **kwargs)
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
                           weight_decay=args.weight_decay, seed=args.seed, progress=_progress(args) and job.is_main)
         log = lambda rec: print(  # noqa: E731
@@ -98,16 +129,16 @@ def _train(args: argparse.Namespace) -> None:
 def _diagnose(args: argparse.Namespace) -> None:
     from .data import dataset_as_tensors
     from .diagnosis import diagnose
-    from .files import ensure_writable_dir, write_json_atomic
+    from .files import check_output_dir, write_json_atomic
     from .io import load
     from .modelfile import load_model
     from .report import plot_layer_errors
 
+    out = check_output_dir(args.out, [args.snn, args.model_dir], "diagnose --out")
     snn = load(args.snn)
     ann, card = load_model(args.model_dir)
     if args.dataset is None:  # the data the model was trained on
         args.dataset = card.get("dataset", "digits")
-    out = ensure_writable_dir(args.out)
     data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
     if args.limit:
         data = (data[0][:args.limit], data[1][:args.limit])
@@ -154,9 +185,11 @@ def _is_number(s: str) -> bool:
 
 def _convert(args: argparse.Namespace) -> None:
     from .conversion import convert
+    from .files import check_output_dir
     from .io import save
     from .modelfile import load_model
 
+    check_output_dir(args.out, [args.model_dir], "convert --out")
     model, card = load_model(args.model_dir)
     data = None if args.method == "fastsnn" and args.threshold is None else _calibration(args)
     snn = convert(model, data, args.method, progress=_progress(args), **_overrides(args))
@@ -173,14 +206,18 @@ def _convert(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from .data import dataset_as_tensors
     from .distributed import process_group, shard_indices
-    from .files import ensure_writable_dir, write_json_atomic
-    from .io import load
-    from .modelfile import load_model
+    from .files import check_output_file, write_json_atomic
+    from .io import DESCRIPTION, WEIGHTS, load
+    from .modelfile import CARD, load_model
+    from .modelfile import WEIGHTS as MODEL_WEIGHTS
     from .report import accuracy_table, powers_of_two
     from .simulation import Direct, Poisson, simulate
 
     # under torchrun: each rank simulates its shard; rank 0 prints and writes the total
     with process_group() as job:
+        inputs = [Path(args.snn) / DESCRIPTION, Path(args.snn) / WEIGHTS] + (
+            [Path(args.model_dir) / CARD, Path(args.model_dir) / MODEL_WEIGHTS] if args.model_dir else [])
+        out = check_output_file(args.out, inputs, "evaluate --out")  # before the long work
         snn = load(args.snn)
         ann = load_model(args.model_dir)[0] if args.model_dir else None
         data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
@@ -193,8 +230,6 @@ def _evaluate(args: argparse.Namespace) -> None:
                                   f"--nproc_per_node <= {n} or a larger --limit")
             own = shard_indices(n, job.rank, job.world_size)
             data = (data[0][own[0]:own[-1] + 1], data[1][own[0]:own[-1] + 1])
-        out = Path(args.out)
-        ensure_writable_dir(out.parent if out.parent != Path("") else Path("."))
         seed = args.seed if job.world_size == 1 else args.seed * job.world_size + job.rank  # a Poisson stream per rank
         encoder = Poisson(seed) if args.encoding == "poisson" else Direct()
         res = simulate(snn, data, args.T, ann=ann, encoder=encoder, batch_size=args.batch_size,
@@ -282,10 +317,12 @@ def _fitted_exit_rule(args: argparse.Namespace, snn: Any, options: str) -> ExitR
 
 def _finetune(args: argparse.Namespace) -> None:
     from .data import dataset_as_tensors
+    from .files import check_output_dir
     from .finetune import finetune_layerwise
     from .io import load, save
     from .modelfile import load_model
 
+    check_output_dir(args.out, [args.snn, args.model_dir], "finetune --out")
     snn = load(args.snn)
     qann, _ = load_model(args.model_dir)
     data = dataset_as_tensors(_dataset(args, train=True))
@@ -325,28 +362,28 @@ def build_parser() -> argparse.ArgumentParser:
     d = _command(sub, "demo", _demo, False, help="train a small CNN on scikit-learn digits, convert it with every "
                                                   "method, print accuracy vs T, write results.json and a plot")
     d.add_argument("--out", default="snnconvert-demo", help="output directory (default: ./snnconvert-demo)")
-    d.add_argument("--epochs", type=int, default=40, help="ANN training epochs (default 40)")
-    d.add_argument("--T", type=int, default=256, help="time steps to simulate (default 256)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--epochs", type=POSITIVE, default=40, help="ANN training epochs (default 40)")
+    d.add_argument("--T", type=POSITIVE, default=256, help="time steps to simulate (default 256)")
+    d.add_argument("--seed", type=NATURAL, default=0)
 
     t = _command(sub, "train", _train, help="train a float or quantized (Fast-SNN) ANN; writes model.json + model.safetensors")
     t.add_argument("--model", default="digits_cnn", help="architecture name (see snnconvert.models.list_models())")
     t.add_argument("--model-kwargs", default=None, metavar="JSON",
                    help='the architecture\'s options as a JSON object, e.g. \'{"width": 32}\' for vgg_small')
     t.add_argument("--init", default=None, help="start from this model directory (float or higher-bit)")
-    t.add_argument("--bits", type=int, default=None, help="quantize activations to this many bits (Fast-SNN)")
+    t.add_argument("--bits", type=POSITIVE, default=None, help="quantize activations to this many bits (Fast-SNN)")
     t.add_argument("--progressive", action="store_true", help="train 4 -> 3 -> 2 bits down to --bits, "
                                                               "--epochs each")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--epochs", type=POSITIVE, default=30)
+    t.add_argument("--lr", type=_positive_float, default=3e-3)
+    t.add_argument("--batch-size", type=POSITIVE, default=64)
     t.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw"])
     t.add_argument("--weight-decay", type=float, default=1e-4)
     t.add_argument("--augment", action="store_true", help="random crop (+ flip where it makes sense)")
-    t.add_argument("--calib-samples", type=int, default=1024, help="images used to initialise the clip alphas")
+    t.add_argument("--calib-samples", type=POSITIVE, default=1024, help="images used to initialise the clip alphas")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints after an interruption")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--holdout", type=int, default=0, metavar="N",
+    t.add_argument("--seed", type=NATURAL, default=0)
+    t.add_argument("--holdout", type=NATURAL, default=0, metavar="N",
                    help="hold N training images out of training and validate on them (not on the test split); "
                         "model.json records the split (data.holdout_split, seed 0)")
     t.add_argument("--out", required=True, help="output model directory")
@@ -362,34 +399,34 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--granularity", default=None, choices=[g.value for g in Granularity])
     c.add_argument("--scale", type=float, default=None, help="threshold scale (RMP's alpha)")
     c.add_argument("--v-init", dest="v_init", type=float, default=None, help="initial potential / threshold")
-    c.add_argument("--calibration-steps", type=int, default=None, help="time steps for RMP threshold balancing")
-    c.add_argument("--target-T", dest="target_T", type=int, default=None,
+    c.add_argument("--calibration-steps", type=POSITIVE, default=None, help="time steps for RMP threshold balancing")
+    c.add_argument("--target-T", dest="target_T", type=POSITIVE, default=None,
                    help="calibrate the converted network layer by layer for runs of this many steps "
                         "(method calibrated: 16 unless given; also with rmp, snm, baseline)")
     c.add_argument("--potential", action=argparse.BooleanOptionalAction, default=None,
                    help="with --target-T: also calibrate the initial membrane potentials (default: yes)")
-    c.add_argument("--calib-samples", type=int, default=1024, help="training images used for calibration")
+    c.add_argument("--calib-samples", type=POSITIVE, default=1024, help="training images used for calibration")
     c.add_argument("--out", required=True, help="output spiking model directory")
 
     g = _command(sub, "diagnose", _diagnose, dataset=None,
                  help="where a spiking model loses the ANN's accuracy: per-layer error against the ANN over t")
     g.add_argument("--snn", required=True, help="spiking model directory (from `snnconvert convert`)")
     g.add_argument("--model-dir", required=True, help="the ANN it was converted from")
-    g.add_argument("--T", type=int, required=True, help="time steps")
+    g.add_argument("--T", type=POSITIVE, required=True, help="time steps")
     g.add_argument("--split", default="test", choices=["train", "test"])
-    g.add_argument("--limit", type=int, default=None, help="only the first N images")
-    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images")
+    g.add_argument("--batch-size", type=POSITIVE, default=256)
     g.add_argument("--out", required=True, help="output directory (diagnosis.json, diagnosis.png)")
 
     e = _command(sub, "evaluate", _evaluate, help="simulate a spiking model: accuracy at every step, firing rates, energy")
     e.add_argument("--snn", required=True, help="spiking model directory (from `snnconvert convert`)")
     e.add_argument("--model-dir", default=None, help="the ANN's directory, to report its accuracy and energy")
-    e.add_argument("--T", type=int, default=None, help="time steps (default: the model's, e.g. 2^b - 1)")
+    e.add_argument("--T", type=POSITIVE, default=None, help="time steps (default: the model's, e.g. 2^b - 1)")
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.add_argument("--encoding", default="direct", choices=["direct", "poisson"])
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--limit", type=int, default=None, help="only the first N images")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=POSITIVE, default=256)
+    e.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images")
+    e.add_argument("--seed", type=NATURAL, default=0)
     e.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="fuse each neuron update with torch.compile (the default; about a second to compile "
                         "per neuron type, eager after a warning where compiling is impossible)")
@@ -398,17 +435,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "pairs; stops each image once its prediction has settled. 'fitted[:tolerance=0.005]': a "
                         "margin rule fitted on --fit-images held-out training images (at most that share of "
                         "them answer otherwise than the full --T run)")
-    e.add_argument("--fit-images", type=int, default=1000, help="images for --exit-when fitted (default 1000)")
+    e.add_argument("--fit-images", type=POSITIVE, default=1000, help="images for --exit-when fitted (default 1000)")
     e.add_argument("--out", default="results.json", help="JSON results file (default results.json)")
 
     f = _command(sub, "finetune", _finetune, help="Fast-SNN layer-wise fine-tuning of a converted SNN towards its QANN")
     f.add_argument("--snn", required=True, help="spiking model directory converted with --method fastsnn")
     f.add_argument("--model-dir", required=True, help="the quantized ANN's directory")
-    f.add_argument("--T", type=int, default=None)
-    f.add_argument("--epochs", type=int, default=1)
-    f.add_argument("--lr", type=float, default=1e-3)
-    f.add_argument("--batch-size", type=int, default=64)
-    f.add_argument("--limit", type=int, default=None, help="only the first N training images")
+    f.add_argument("--T", type=POSITIVE, default=None)
+    f.add_argument("--epochs", type=POSITIVE, default=1)
+    f.add_argument("--lr", type=_positive_float, default=1e-3)
+    f.add_argument("--batch-size", type=POSITIVE, default=64)
+    f.add_argument("--limit", type=POSITIVE, default=None, help="only the first N training images")
     f.add_argument("--force", action="store_true", help="keep updates even if training accuracy does not improve")
     f.add_argument("--out", required=True, help="output spiking model directory")
     return p
@@ -424,6 +461,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except SnnConvertError as e:
         print(f"snnconvert {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file the library did not expect to fail: name it, no traceback
+        where = f" {e.filename!r}" if e.filename else ""
+        print(f"snnconvert {args.command}: error: cannot access{where}: {e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -30,5 +30,9 @@ class ModelError(SnnConvertError, ValueError):
     """A model whose weights are NaN/inf or whose structure cannot be handled."""
 
 
+class OutputError(SnnConvertError, OSError):
+    """An output that cannot be written (read-only place, full disk) or that would overwrite an input."""
+
+
 class EmptyDataError(CalibrationError, DataError):
     """Data (for calibration, simulation, training or evaluation) that holds no sample at all."""

@@ -4,15 +4,17 @@ registry, the neuron registry (neurons.NEURONS) and the rule registry (calibrati
 Overrides (OVERRIDES) replace single fields."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .calibration.granularity import Granularity
 from .calibration.rules import (ErrorMinimising, LayerInputMax, LearnedClip, Max, Percentile, ThresholdRule,
                                 resolve_rule, rule_from_config)
-from .errors import CheckpointError, ConfigError
+from .errors import ConfigError
 from .neurons import NEURONS, SpikingNeuron, build_neuron
 from .registry import Registry
+from .schema import Doc, as_doc
 
 # The fields of a preset a caller may override, in the order the CLI lists them.
 OVERRIDES = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps", "target_T",
@@ -61,16 +63,26 @@ class Method:
                 "description": self.description, "target_T": self.target_T, "potential": self.potential}
 
 
-def method_from_config(config: dict[str, Any]) -> Method:
-    """Rebuild a Method from `Method.config()`; CheckpointError if malformed."""
+def method_from_config(config: Mapping[str, Any] | Doc) -> Method:
+    """Rebuild a Method from `Method.config()` (or a schema.Doc of it, so that messages name its file and
+    key path); CheckpointError naming the malformed key and what it should be."""
+    doc = as_doc(config, "bad method description")
+    doc.check_keys(f.name for f in fields(Method))
+    description, target_T, potential = doc.get("description"), doc.get("target_T"), doc.get("potential")
+    neuron = doc["neuron"]
     try:
-        return Method(str(config["name"]), str(config["neuron"]), rule_from_config(config["rule"]),
-                      Granularity.parse(config["granularity"]), float(config["scale"]), float(config["v_init"]),
-                      str(config.get("description", "")),
-                      None if config.get("target_T") is None else int(config["target_T"]),
-                      bool(config.get("potential", True)))
-    except (KeyError, TypeError, ValueError, ConfigError) as e:
-        raise CheckpointError(f"bad method description {config!r}: {e}") from e
+        NEURONS.resolve(neuron.as_str())
+    except ConfigError as e:
+        raise neuron.error(str(e)) from None
+    granularity = doc["granularity"]
+    try:
+        g = Granularity.parse(granularity.as_str())
+    except ConfigError as e:
+        raise granularity.error(str(e)) from None
+    return Method(doc["name"].as_str(), neuron.as_str(), rule_from_config(doc["rule"]), g, doc["scale"].as_number(),
+                  doc["v_init"].as_number(), "" if description is None else description.as_str(),
+                  None if target_T is None else target_T.as_int(minimum=1),
+                  True if potential is None else potential.as_bool())
 
 
 METHODS: Registry[Method] = Registry("method", sep="")

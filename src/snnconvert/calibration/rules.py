@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
 from ..batches import iter_batches
-from ..errors import CalibrationError, CheckpointError, ConfigError
+from ..errors import CalibrationError, ConfigError
 from ..graph import Program
 from ..registry import Registry
+from ..schema import Doc, as_doc, type_hints
 from .balancing import DEFAULT_CACHE_MB, balance_thresholds
 from .datafree import datafree_thresholds
 from .granularity import Granularity
@@ -274,10 +276,22 @@ def resolve_rule(value: object, percentile: float | None = None) -> ThresholdRul
                       "or a rule object (Max(), Percentile(99.9), LayerInputMax(steps), LearnedClip(), Fixed(v))")
 
 
-def rule_from_config(config: dict[str, Any]) -> ThresholdRule:
-    """Rebuild a rule from `ThresholdRule.config()`; CheckpointError if malformed."""
+def rule_from_config(config: Mapping[str, Any] | Doc) -> ThresholdRule:
+    """Rebuild a rule from `ThresholdRule.config()` (or a schema.Doc of it, so that messages name its file
+    and key path); CheckpointError naming the malformed key and what it should be."""
+    doc = as_doc(config, "bad threshold rule description")
+    name = doc["rule"]
     try:
-        fields = dict(config)
-        return RULES.get(fields.pop("rule"))(**fields)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"bad threshold rule description {config!r}: {e}") from e
+        cls = RULES.get(name.as_str())
+    except ConfigError as e:
+        raise name.error(str(e)) from None
+    params = [f for f in dataclasses.fields(cls) if f.init]
+    doc.check_keys(["rule", *(f.name for f in params)])
+    hints = type_hints(cls)
+    values = {f.name: doc[f.name].as_type(hints.get(f.name, Any)) for f in params
+              if not doc[f.name].missing or (f.default is dataclasses.MISSING
+                                             and f.default_factory is dataclasses.MISSING)}
+    try:
+        return cls(**values)
+    except (ConfigError, TypeError, ValueError) as e:
+        raise doc.error(f"cannot build the {cls.name!r} rule: {e}") from None

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from . import cifar, digits, idx, imagefolder  # noqa: F401  (registers the datasets)
 from .arrays import ImageArrayDataset
-from .loaders import calibration_subset, dataset_as_tensors, holdout_split, make_loader
+from .loaders import (calibration_subset, dataset_as_tensors, holdout_split, is_augmented, make_loader,
+                      reseed_augmentation)
 from .registry import DATA_ENV, DatasetInfo, dataset_info, get_dataset, list_datasets, register_dataset
 from .safe_pickle import RestrictedUnpickler, safe_load
 
@@ -20,8 +21,10 @@ __all__ = [
     "dataset_info",
     "get_dataset",
     "holdout_split",
+    "is_augmented",
     "list_datasets",
     "make_loader",
     "register_dataset",
+    "reseed_augmentation",
     "safe_load",
 ]

@@ -110,3 +110,16 @@ def holdout_split(dataset: Dataset, n: int, seed: int = 0, holdout_from: Dataset
     perm = torch.randperm(size, generator=torch.Generator().manual_seed(int(seed)))
     held, rest = perm[:n].sort().values.tolist(), perm[n:].sort().values.tolist()
     return Subset(dataset, rest), Subset(holdout_from if holdout_from is not None else dataset, held)
+
+
+def reseed_augmentation(dataset: Dataset, seed: int) -> None:
+    """Restart the augmentation sequence of every dataset inside `dataset` (through Subset/Concat
+    wrappers) from `seed` (train() does it each epoch from (seed, epoch), so a resumed run augments
+    as an uninterrupted one)."""
+    for d in _reseedable(dataset):
+        d.reseed(int(seed))  # type: ignore[attr-defined]
+
+
+def is_augmented(dataset: Dataset) -> bool:
+    """Whether any dataset inside `dataset` augments its items."""
+    return any(getattr(d, "augment", False) for d in _reseedable(dataset))

@@ -1,16 +1,17 @@
 """Save and load a SpikingModel: `snn.json` (graph, neurons, method) + `weights.safetensors`.
 
 Nothing is unpickled: module types are looked up in an allow-list (the op table's layer types),
-neurons in the neuron registry, functions in the op table, and tensors come from safetensors. Each
-file is written atomically (io.weights / files.write_json_atomic), the JSON last, carrying the SHA-256 of the weights
-so a mismatch is detected on load. Format version 2 describes a neuron by its registry kind;
-version 1 files (neurons by class name) still load.
+neurons in the neuron registry, functions in the op table, and tensors come from safetensors. The
+two files are replaced as one whole (files.DirectoryWrite); the JSON carries the SHA-256 of the
+weights, so a mismatch is detected on load. Format version 2 describes a neuron by its registry kind;
+version 1 files (neurons by class name) still load. Loading checks every value of snn.json against
+what save() writes (schema.Doc: a CheckpointError naming the file, the key path and what was
+expected), builds the layers on the meta device and then puts the stored tensors in: the model is
+on the CPU with the stored dtypes (devices and dtypes are never part of a layer's config).
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,13 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from ..files import ensure_writable_dir, write_json_atomic
+from ..files import DirectoryWrite, finish_interrupted_write, sha256_file
 from ..graph import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Node, NodeKind, Program, Ref, ops
 from ..methods import method_from_config
 from ..neurons import SpikingMaxPool, SpikingNeuron, neuron_from_config
+from ..schema import Doc, read_json, show, type_hints
 from ..simulation import SpikingModel
-from .weights import read_safetensors, write_safetensors
+from .weights import load_state, read_safetensors, safetensors_writer
 
 FORMAT = "snnconvert.spiking_model"
 VERSION = 2
@@ -51,20 +53,38 @@ def _encode(v: Any) -> Any:
     raise CheckpointError(f"cannot save an argument of type {type(v).__name__}")
 
 
-def _decode(v: Any) -> Any:
-    if isinstance(v, dict):
-        if "ref" in v:
-            return Ref(v["ref"])
-        if "tuple" in v:
-            return tuple(_decode(x) for x in v["tuple"])
-        if "dict" in v:
-            return {k: _decode(x) for k, x in v["dict"].items()}
-        if "slice" in v:
-            return slice(*(_decode(x) for x in v["slice"]))
-        raise CheckpointError(f"unknown encoded value {v!r}")
+_ENCODED = ('a JSON scalar, a list, or one of {"ref": node name}, {"tuple": [...]}, {"dict": {...}}, '
+            '{"slice": [start, stop, step]}')
+
+
+def _decode(doc: Doc) -> Any:
+    """The argument value `_encode` wrote, read from `doc` (CheckpointError naming its key path)."""
+    v = doc.value
     if isinstance(v, list):
-        return [_decode(x) for x in v]
+        return [_decode(x) for x in doc.items()]
+    if isinstance(v, dict):
+        tag = next(iter(v), None)
+        if len(v) != 1 or tag not in _DECODERS:
+            raise doc.fail(_ENCODED)
+        return _DECODERS[tag](doc[tag])
+    if doc.missing:
+        raise doc.fail(_ENCODED)
     return v
+
+
+def _decode_slice(doc: Doc) -> slice:
+    parts = doc.items()
+    if len(parts) != 3:
+        raise doc.fail("a list of 3 values (start, stop, step)")
+    return slice(*(_decode(x) for x in parts))
+
+
+_DECODERS = {
+    "ref": lambda d: Ref(d.as_str()),
+    "tuple": lambda d: tuple(_decode(x) for x in d.items()),
+    "dict": lambda d: {k: _decode(x) for k, x in d.entries().items()},
+    "slice": _decode_slice,
+}
 
 
 def _module_config(m: nn.Module) -> dict[str, Any]:
@@ -97,64 +117,93 @@ def _describe_layer(m: nn.Module) -> dict[str, Any]:
     return {"type": name, "config": _module_config(m)}
 
 
-def _v1_neuron(d: dict[str, Any]) -> dict[str, Any] | None:
-    """A version-1 neuron description ({"type": class name, "v_init", "reset"}) as a neuron config."""
-    if d.get("type") == "IFNeuron":
-        return {"kind": f"if_{d.get('reset')}", "v_init": d.get("v_init")}
-    if d.get("type") in _V1_NEURON_KINDS:
-        return {"kind": _V1_NEURON_KINDS[d["type"]], "v_init": d.get("v_init")}
-    return None
+def _neuron_doc(doc: Doc, version: int) -> Doc | None:
+    """The neuron config in layer description `doc`, None if it describes no neuron. Version 2:
+    {"type": "neuron", "kind", "v_init"}; version 1: {"type": class name, "v_init", "reset" (IF only)}."""
+    kind = doc["type"].value
+    if version >= 2:
+        return doc if kind == NEURON else None
+    if kind == "IFNeuron":
+        v1 = {"kind": f"if_{doc['reset'].as_str(('hard', 'soft'))}", "v_init": doc["v_init"].value}
+    elif isinstance(kind, str) and kind in _V1_NEURON_KINDS:
+        v1 = {"kind": _V1_NEURON_KINDS[kind], "v_init": doc["v_init"].value}
+    else:
+        return None
+    return Doc(v1, doc.source, doc.path)
 
 
-def _build_layer(key: str, d: dict[str, Any], tensors: dict[str, torch.Tensor], version: int) -> nn.Module:
-    kind = d.get("type")
-    neuron = {k: v for k, v in d.items() if k != "type"} if kind == NEURON and version >= 2 else (
-        _v1_neuron(d) if version == 1 else None)
+def _build_neuron(key: str, doc: Doc, tensors: dict[str, torch.Tensor]) -> SpikingNeuron:
+    """The neuron `doc` describes, with its threshold (and initial potential offset) from the weights."""
+    thr = tensors.get(f"program.layers.{key}.threshold")
+    if thr is None:
+        raise doc.error(f"the neuron has no threshold in {WEIGHTS} (tensor 'program.layers.{key}.threshold')")
+    built = neuron_from_config(doc, thr)
+    offset = tensors.get(f"program.layers.{key}.v_offset")
+    if offset is not None:  # potential calibration
+        try:
+            built.set_initial_offset(offset)
+        except ConfigError as e:
+            raise doc.error(str(e)) from None
+    return built
+
+
+_NOT_STORED = ("; devices and dtypes are not stored: a model loads on the CPU with the dtypes of its weights, "
+               "move it with .to()")
+
+
+def _layer_args(cls: type[nn.Module], doc: Doc) -> dict[str, Any]:
+    """The constructor arguments of `cls` in `doc` (an object: argument -> value), each checked against
+    the constructor's type hint; required ones must be there, unknown ones (device, dtype) are refused."""
+    params = [p for p in inspect.signature(cls.__init__).parameters.values()
+              if p.name not in _SKIP_ARGS and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    doc.check_keys([p.name for p in params], _NOT_STORED)
+    hints = type_hints(cls.__init__)
+    return {p.name: doc[p.name].as_type(hints.get(p.name, Any)) for p in params
+            if not doc[p.name].missing or p.default is p.empty}
+
+
+def _construct(cls: type[nn.Module], doc: Doc) -> nn.Module:
+    """cls(**arguments in `doc`) on the meta device: no memory for its tensors, which come from the
+    weights file (load_state with assign); CheckpointError naming `doc` if the constructor refuses."""
+    args = _layer_args(cls, doc)
+    try:
+        with torch.device("meta"):
+            return cls(**args)
+    except Exception as e:  # torch's constructors raise many types (TypeError, ValueError, RuntimeError, ...)
+        raise doc.error(f"{cls.__name__}({show(args)}) cannot be built: {e}") from None
+
+
+def _build_layer(key: str, doc: Doc, tensors: dict[str, torch.Tensor], version: int) -> nn.Module:
+    """The module of layer description `doc`: a neuron, a spike-gated max pool, or a layer of the op
+    table (its tensors still on the meta device)."""
+    if not key or "." in key:
+        raise doc.error("a layer key must be a non-empty name without '.'")
+    neuron = _neuron_doc(doc, version)
     if neuron is not None:
-        thr = tensors.get(f"program.layers.{key}.threshold")
-        if thr is None:
-            raise CheckpointError(f"neuron '{key}' has no threshold in {WEIGHTS}")
-        built = neuron_from_config(neuron, thr)
-        offset = tensors.get(f"program.layers.{key}.v_offset")
-        if offset is not None:  # potential calibration
-            try:
-                built.set_initial_offset(offset)
-            except ConfigError as e:
-                raise CheckpointError(f"neuron '{key}': {e}") from e
-        return built
-    if kind == "SpikingMaxPool":
-        if d.get("pool") not in POOL_TYPES:
-            raise CheckpointError(f"unknown pooling type {d.get('pool')!r} for layer '{key}'")
-        return SpikingMaxPool(POOL_TYPES[d["pool"]](**d["config"]))
-    if kind not in ops.LAYER_TYPES:
-        raise CheckpointError(f"layer '{key}' has type {kind!r}, which is not an allowed layer type")
-    return ops.LAYER_TYPES[kind](**d["config"])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return _build_neuron(key, neuron, tensors)
+    kind = doc["type"]
+    if kind.value == "SpikingMaxPool":
+        pool = POOL_TYPES[doc["pool"].as_str(POOL_TYPES)]
+        return SpikingMaxPool(_construct(pool, doc["config"]))
+    if not isinstance(kind.value, str) or kind.value not in ops.LAYER_TYPES:
+        raise kind.fail(f"{NEURON!r}, 'SpikingMaxPool' or an allowed layer type ({', '.join(ops.LAYER_TYPES)})")
+    return _construct(ops.LAYER_TYPES[kind.value], doc["config"])
 
 
 def save(snn: SpikingModel, directory: str | Path) -> Path:
-    """Write `directory/weights.safetensors` and `directory/snn.json`; returns the directory."""
+    """Write `directory/weights.safetensors` and `directory/snn.json` as one whole (files.DirectoryWrite:
+    a reader sees the old pair or the new pair, even after a kill); returns the directory."""
     if not isinstance(snn, SpikingModel):
         raise CheckpointError(f"save() takes a SpikingModel, got {type(snn).__name__}")
-    try:
-        out = ensure_writable_dir(directory)
-    except ConfigError as e:
-        raise CheckpointError(f"cannot write the spiking model: {e}") from None
     layers = {k: _describe_layer(m) for k, m in snn.program.layers.items()}
     nodes = [{"name": n.name, "kind": n.kind.value, "target": n.target, "args": _encode(n.args),
               "kwargs": _encode(n.kwargs)} for n in snn.program.nodes]
-    write_safetensors(out / WEIGHTS, snn.state_dict(), {})
-    desc = {"format": FORMAT, "version": VERSION, "method": snn.method, "method_config": snn.method_config,
-            "default_T": snn.default_T, "layers": layers, "nodes": nodes, "weights_sha256": _sha256(out / WEIGHTS)}
-    write_json_atomic(out / DESCRIPTION, desc)
-    return out
+    with DirectoryWrite(directory) as w:
+        weights = w.write(WEIGHTS, safetensors_writer(snn.state_dict(), {}))
+        w.write_json(DESCRIPTION, {"format": FORMAT, "version": VERSION, "method": snn.method,
+                                   "method_config": snn.method_config, "default_T": snn.default_T,
+                                   "layers": layers, "nodes": nodes, "weights_sha256": sha256_file(weights)})
+    return w.directory
 
 
 _MODULE_ROLES = {LAYER: "a layer", ACTIVATION: "a neuron", MAXPOOL: "a spiking max pool"}
@@ -167,76 +216,102 @@ def _is_role(kind: NodeKind, m: nn.Module | None) -> bool:
     return isinstance(m, SpikingNeuron if kind is ACTIVATION else SpikingMaxPool)
 
 
-def _node_kind(n: dict[str, Any]) -> NodeKind:
-    try:
-        return NodeKind(n["kind"])
-    except ValueError:
-        raise CheckpointError(f"node '{n.get('name')}' has unknown kind {n['kind']!r}") from None
+def _node(doc: Doc) -> Node:
+    """One entry of the description's "nodes" list: name, kind, target, args (an encoded tuple), kwargs
+    (an encoded dict)."""
+    args, kwargs = _decode(doc["args"]), _decode(doc["kwargs"])
+    if not isinstance(args, tuple):
+        raise doc["args"].fail('an encoded tuple ({"tuple": [...]})')
+    if not isinstance(kwargs, dict):
+        raise doc["kwargs"].fail('an encoded dict ({"dict": {...}})')
+    kind = NodeKind(doc["kind"].as_str([k.value for k in NodeKind]))
+    return Node(doc["name"].as_str(), kind, doc["target"].as_str(), args, kwargs)
 
 
-def _check_nodes(nodes: list[Node], layers: dict[str, nn.Module]) -> None:
+def _check_nodes(nodes: list[Node], layers: dict[str, nn.Module], source: str) -> None:
     """Refuse, at load time, a graph that could not run or that reaches outside the op table: unknown
     kinds, functions or methods, attributes with a leading underscore (getattr(x, "__class__") would
-    open the way to arbitrary objects), modules of the wrong kind, references to later or unknown nodes."""
+    open the way to arbitrary objects), modules of the wrong kind, references to later or unknown nodes.
+    Messages name `source` (the description file)."""
+    def bad(message: str) -> CheckpointError:
+        return CheckpointError(f"{source}: nodes: {message}")
+
     if len(nodes) < 2 or nodes[0].kind is not INPUT or nodes[-1].kind is not OUTPUT:
-        raise CheckpointError("the graph must start with its input node and end with its output node")
+        raise bad("the graph must start with its input node and end with its output node")
     seen: set[str] = set()
     for i, n in enumerate(nodes):
         if n.name in seen:
-            raise CheckpointError(f"node name '{n.name}' is used twice")
+            raise bad(f"node name '{n.name}' is used twice")
         if n.kind in (INPUT, OUTPUT) and 0 < i < len(nodes) - 1:
-            raise CheckpointError(f"node '{n.name}': only the first node is the input and the last the output")
+            raise bad(f"node '{n.name}': only the first node is the input and the last the output")
         if n.kind.calls_module:
             if not _is_role(n.kind, layers.get(n.target)):
-                raise CheckpointError(f"node '{n.name}' needs {_MODULE_ROLES[n.kind]} '{n.target}', which the "
-                                      "description does not define")
+                raise bad(f"node '{n.name}' needs {_MODULE_ROLES[n.kind]} '{n.target}', which the description "
+                          "does not define")
         elif n.kind is FUNCTION:
             if n.target not in ops.FUNCTIONS:
-                raise CheckpointError(f"node '{n.name}' calls {n.target!r}, which is not an allowed function")
+                raise bad(f"node '{n.name}' calls {n.target!r}, which is not an allowed function")
             if n.target == "getattr" and not (len(n.args) >= 2 and isinstance(n.args[1], str)
                                               and not n.args[1].startswith("_")):
-                raise CheckpointError(f"node '{n.name}' reads an attribute that is not allowed: {n.args[1:]!r}")
+                raise bad(f"node '{n.name}' reads an attribute that is not allowed: {show(n.args[1:])}")
         elif n.kind is METHOD:
             if n.target not in ops.METHODS:
-                raise CheckpointError(f"node '{n.name}' calls method {n.target!r}, which is not allowed")
+                raise bad(f"node '{n.name}' calls method {n.target!r}, which is not allowed")
         for r in n.refs():
             if r not in seen:
-                raise CheckpointError(f"node '{n.name}' uses '{r}', which is not an earlier node")
+                raise bad(f"node '{n.name}' uses '{r}', which is not an earlier node")
         seen.add(n.name)
 
 
 def load(directory: str | Path) -> SpikingModel:
-    """Load a model written by save(). Raises CheckpointError on missing, corrupt or foreign files."""
+    """Load a model written by save(), on the CPU with the stored dtypes. Raises CheckpointError on missing,
+    corrupt or foreign files, naming the file, the key path and what was expected, and on NaN/inf weights."""
     d = Path(directory)
+    finish_interrupted_write(d)  # a save() killed after its commit is completed, one killed before it cleaned
     for name in (DESCRIPTION, WEIGHTS):
         if not (d / name).is_file():
             raise CheckpointError(f"{str(d / name)!r} not found: a saved spiking model is a directory holding "
                                   f"{DESCRIPTION} and {WEIGHTS} (written by snnconvert.save)")
-    try:
-        desc = json.loads((d / DESCRIPTION).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-        raise CheckpointError(f"{str(d / DESCRIPTION)!r} is not valid JSON: {e}") from e
-    if not isinstance(desc, dict) or desc.get("format") != FORMAT:
-        raise CheckpointError(f"{str(d / DESCRIPTION)!r} is not a snnconvert spiking model description")
-    version = desc.get("version")
-    if version not in READABLE_VERSIONS:
-        raise CheckpointError(f"{str(d / DESCRIPTION)!r} has format version {version}, "
-                              f"this snnconvert reads versions {', '.join(map(str, READABLE_VERSIONS))}")
-    if desc.get("weights_sha256") != _sha256(d / WEIGHTS):
+    doc, version = _read_description(d / DESCRIPTION)
+    if doc.value.get("weights_sha256") != sha256_file(d / WEIGHTS):
         raise CheckpointError(f"{str(d / WEIGHTS)!r} does not match {DESCRIPTION} (corrupt or replaced file)")
     tensors, _ = read_safetensors(d / WEIGHTS)
     try:
-        layers = {k: _build_layer(k, v, tensors, version) for k, v in desc["layers"].items()}
-        nodes = [Node(n["name"], _node_kind(n), n["target"], _decode(n["args"]), _decode(n["kwargs"]))
-                 for n in desc["nodes"]]
-        _check_nodes(nodes, layers)
-        method_config = desc.get("method_config")
-        if method_config is not None:
-            method_from_config(method_config)  # a description that names unknown kinds or rules is refused
-        snn = SpikingModel(Program(nodes, layers), desc.get("method"), desc.get("default_T"), method_config)
-        snn.load_state_dict(tensors, strict=True)
+        snn = _build_model(doc, tensors, version)
+        load_state(snn, tensors, d / WEIGHTS, assign=True)  # the stored tensors, dtypes kept, replace the meta ones
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"cannot rebuild the spiking model from {str(d)!r}: {e}") from e
     return snn.eval()
+
+
+def _read_description(path: Path) -> tuple[Doc, int]:
+    """snn.json as a Doc, and its format version (CheckpointError unless it is one this snnconvert reads)."""
+    doc = Doc(read_json(path), str(path))
+    if not isinstance(doc.value, dict) or doc.value.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a snnconvert spiking model description (its \"format\" "
+                              f"is not {FORMAT!r})")
+    version = doc.value.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{str(path)!r} has format version {show(version)}; this snnconvert reads versions "
+                              f"{', '.join(map(str, READABLE_VERSIONS))} (a newer snnconvert may read it)")
+    return doc, version
+
+
+def _build_model(doc: Doc, tensors: dict[str, torch.Tensor], version: int) -> SpikingModel:
+    """The SpikingModel the description `doc` describes, its layers' tensors still on the meta device;
+    every value is checked (CheckpointError naming the file, the key path and what was expected)."""
+    layers = {k: _build_layer(k, e, tensors, version) for k, e in doc["layers"].entries().items()}
+    nodes = [_node(n) for n in doc["nodes"].items()]
+    _check_nodes(nodes, layers, doc.source)
+    method, default_T, method_config = doc.get("method"), doc.get("default_T"), doc.get("method_config")
+    if method_config is not None:
+        method_from_config(method_config)  # a description that names unknown kinds or rules is refused
+    try:
+        program = Program(nodes, layers)
+    except KeyError as e:  # nn.ModuleDict refuses keys such as "keys" or "training"
+        raise doc["layers"].error(f"{e.args[0]}; rename the layer") from None
+    return SpikingModel(program, {} if method is None else method.as_object(),
+                        None if default_T is None else default_T.as_int(minimum=1),
+                        None if method_config is None else method_config.as_object())

@@ -7,14 +7,18 @@
 - `read_safetensors(path) -> (tensors, metadata)`; `read_state_dict(path)`: a torchvision-style `.pth`
   (torch.load with weights_only=True) or `.safetensors` state_dict. Nothing is unpickled.
 - `check_state_dict(expected, given)`: missing keys, unexpected keys and shape mismatches.
-Failures to read are CheckpointError naming the file.
+Failures to read are CheckpointError naming the file, as are NaN/inf floating tensors in a safetensors
+file (`check_finite`; models.loads_torchvision_state_dict refuses them in a `.pth`).
 """
 from __future__ import annotations
 
+import pickle
+import re
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import torch
 from safetensors import safe_open
@@ -68,10 +72,38 @@ def savable(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def safetensors_writer(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> Callable[[str], None]:
+    """A function that writes `tensors` (made savable now) and string `metadata` to the file it is given
+    (for files.atomic_write and files.DirectoryWrite)."""
+    ready = savable(tensors)
+
+    def write(path: str) -> None:
+        save_file(ready, path, metadata=metadata)
+        _sort_metadata(path)
+
+    return write
+
+
+def _sort_metadata(path: str) -> None:
+    """Rewrite, in place, the header of a safetensors file with its metadata keys sorted: safetensors
+    writes them in hash-map order, which differs between runs, so equal content gave unequal bytes.
+    Only the order of the keys changes, so the header keeps its length and the data stays put."""
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        raw = f.read(size)
+        header = json.loads(raw)
+        if "__metadata__" in header:
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # a formatting this code does not reproduce: leave the file as it is
+            return
+        f.seek(8)
+        f.write(text + b" " * (size - len(text)))
+
+
 def write_safetensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """Write `tensors` (made savable) and string `metadata` to a safetensors file at `path`, atomically."""
-    ready = savable(tensors)
-    return atomic_write(path, lambda tmp: save_file(ready, tmp, metadata=metadata))
+    return atomic_write(path, safetensors_writer(tensors, metadata))
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -81,17 +113,30 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
+def check_finite(tensors: Mapping[str, torch.Tensor], path: PathLike) -> None:
+    """CheckpointError naming `path` and the first floating tensor that holds NaN or inf."""
+    for key, t in tensors.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(
+                f"checkpoint {path}: tensor {key!r} holds NaN or infinite values; the file is corrupt or was "
+                "saved from a diverged model: use an earlier checkpoint or train again"
+            )
+
+
 def read_safetensors(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors on CPU, metadata) of a safetensors file; CheckpointError if missing or corrupt."""
+    """(tensors on CPU, metadata) of a safetensors file; CheckpointError if missing, corrupt or holding
+    a NaN/inf floating tensor."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path or train first")
     try:
-        return _load_safetensors(path)
+        tensors, metadata = _load_safetensors(path)
     except Exception as exc:  # safetensors raises its own error types for truncated/garbage files
         raise CheckpointError(
             f"checkpoint {path} is corrupt or not a safetensors file ({exc}); delete it or use another file"
         ) from exc
+    check_finite(tensors, path)
+    return tensors, metadata
 
 
 def weights_metadata() -> dict[str, str]:
@@ -104,8 +149,12 @@ def save_weights(model: nn.Module, path: PathLike) -> None:
     write_safetensors(path, model.state_dict(), weights_metadata())
 
 
-def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: PathLike) -> None:
-    """model.load_state_dict(state, strict=True) after check_state_dict; CheckpointError naming `path`."""
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: PathLike, *, assign: bool = False) -> None:
+    """model.load_state_dict(state, strict=True) after check_state_dict; CheckpointError naming `path`.
+
+    `assign=True` puts the file's tensors themselves into the model (their dtypes kept; parameters stay
+    nn.Parameter, buffers stay buffers), for a model just built on the meta device; without it they
+    are copied into the model's own tensors (whose dtypes and devices stay)."""
     problems = check_state_dict(model.state_dict(), state)
     if problems.missing or problems.unexpected:
         raise CheckpointError(
@@ -120,7 +169,11 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: PathLi
             f"checkpoint {path}: {key} has shape {given}, the model expects {expected}; "
             "build the same architecture it was saved from"
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)
+    left = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:
+        raise CheckpointError(f"checkpoint {path} leaves {left[:5]} of the model without values; "
+                              "build the same architecture it was saved from")
 
 
 def load_weights(model: nn.Module, path: PathLike) -> nn.Module:
@@ -144,6 +197,8 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
             obj: Any = _load_safetensors(p)[0]
         else:
             obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused what the file holds
+        raise CheckpointError(_refused_pickle(p, exc)) from None
     except Exception as exc:  # torch.load / safetensors raise many types on garbled files
         raise CheckpointError(
             f"cannot read weights {str(p)!r} ({type(exc).__name__}: {exc}); expected a state_dict saved with "
@@ -160,3 +215,15 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd
+
+
+def _refused_pickle(path: Path, exc: Exception) -> str:
+    """Why a pickle file is refused, and how to convert it (torch's own advice, to load with
+    weights_only=False, is not passed on)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    holds = f"it holds a {found.group(1)} object" if found else "it is not a plain pickle of tensors"
+    return (f"cannot read weights {str(path)!r}: {holds}, and snnconvert never unpickles arbitrary objects "
+            "(it reads only tensors, with torch.load(weights_only=True)). To convert the file, load it in a "
+            "Python session you trust (unpickling runs code the file names), take the model's state_dict() "
+            "and save that: torch.save(model.state_dict(), 'weights.pth') or "
+            "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
@@ -30,9 +31,11 @@ def list_models() -> list[str]:
     return sorted(MODELS.names())
 
 
-def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
+def create_model(name: str, num_classes: int = 10, seed: int | None = None, **kwargs: Any) -> nn.Module:
     """Build registered model `name` with `num_classes` outputs; `kwargs` are the model's options.
 
+    With `seed`, the initial weights come from torch.manual_seed(seed) in a forked RNG (the same seed
+    gives the same model; the caller's RNG state is untouched); without, from the global RNG.
     Unknown names or options raise ConfigError naming what is accepted.
     """
     key = MODELS.resolve(name)
@@ -45,4 +48,10 @@ def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
         raise ConfigError(
             f"model {key!r} got unknown option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}"
         )
-    return fn(num_classes=num_classes, **kwargs)
+    if seed is None:
+        return fn(num_classes=num_classes, **kwargs)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be an int >= 0, got {seed!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn(num_classes=num_classes, **kwargs)

@@ -5,11 +5,13 @@ Each kind is a neuron class plus fixed constructor options (IF with hard or soft
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..registry import Registry
+from ..schema import Doc, as_doc
 from .base import SpikingNeuron, ThresholdLike
 from .integrate_fire import IFNeuron
 from .signed import SignedIFNeuron, SNMNeuron
@@ -50,9 +52,17 @@ def build_neuron(kind: str, threshold: ThresholdLike, v_init: float) -> SpikingN
     return NEURONS.get(kind).build(threshold, v_init)
 
 
-def neuron_from_config(config: dict[str, Any], threshold: ThresholdLike) -> SpikingNeuron:
-    """Rebuild a neuron from `config()` output and its threshold; CheckpointError if malformed."""
+def neuron_from_config(config: Mapping[str, Any] | Doc, threshold: ThresholdLike) -> SpikingNeuron:
+    """Rebuild a neuron from `config()` output (or a schema.Doc of it, so that messages name its file and
+    key path) and its threshold; CheckpointError naming the key that is malformed."""
+    doc = as_doc(config, "bad neuron description")
+    kind = doc["kind"]
     try:
-        return build_neuron(config["kind"], threshold, float(config["v_init"]))
-    except (KeyError, TypeError, ValueError, ConfigError) as e:
-        raise CheckpointError(f"bad neuron description {config!r}: {e}") from e
+        entry = NEURONS.get(kind.as_str())
+    except ConfigError as e:
+        raise kind.error(str(e)) from None
+    v_init = doc["v_init"].as_number()
+    try:
+        return entry.build(threshold, v_init)
+    except (ConfigError, TypeError, ValueError, RuntimeError) as e:
+        raise doc.error(f"cannot build a {entry.name!r} neuron: {e}") from None

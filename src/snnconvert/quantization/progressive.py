@@ -9,8 +9,8 @@ from typing import Any, Callable, Sequence
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
-from ..training import TrainConfig, TrainResult, train
+from ..errors import CheckpointError, ConfigError
+from ..training import LAST, TrainConfig, TrainResult, train
 from .quantize import quantize, quantized_bits, set_bits
 from .quantizer import check_bits
 
@@ -32,12 +32,15 @@ def train_progressive(model: nn.Module, train_set: Dataset, config: TrainConfig,
 
     `model` is a trained float ANN (or an already quantized one). A float model is quantized with
     alphas from `calibration_data` (a high percentile of each activation) before the first stage.
-    Returns {bits: TrainResult}; stage checkpoints go to checkpoint_dir/bits{b}/.
+    Returns {bits: TrainResult}; stage checkpoints go to checkpoint_dir/bits{b}/. `resume=True` resumes
+    each stage that has a checkpoint (a finished one is only loaded) and starts the stages after the
+    last such one afresh from the stage before, as an uninterrupted run would.
     `after_stage(bits, model)` is called after each stage with the stage's trained model (eval mode),
     before the next stage trains it further (e.g. to convert each stage as soon as it is done).
     """
     if not bits or any(b2 >= b1 for b1, b2 in zip(bits, bits[1:])):
         raise ConfigError(f"bits must be a decreasing sequence such as (4, 3, 2), got {tuple(bits)}")
+    started = _started_stages(bits, checkpoint_dir, resume)
     current = copy.deepcopy(model)
     if quantized_bits(current) is None:
         current = quantize(current, bits[0], calibration_data)
@@ -46,10 +49,29 @@ def train_progressive(model: nn.Module, train_set: Dataset, config: TrainConfig,
         set_bits(current, b)
         stage_log = (lambda rec, b=b: log({**rec, "bits": b})) if log else None
         ckpt = Path(checkpoint_dir) / f"bits{b}" if checkpoint_dir is not None else None
-        res = train(current, train_set, replace(config), val_set=val_set, checkpoint_dir=ckpt, resume=resume,
+        res = train(current, train_set, replace(config), val_set=val_set, checkpoint_dir=ckpt, resume=b in started,
                     log=stage_log)
         results[b] = TrainResult(copy.deepcopy(res.model), res.history)
         if after_stage is not None:
             after_stage(b, results[b].model)
         current = res.model
     return results
+
+
+def _started_stages(bits: Sequence[int], checkpoint_dir: str | Path | None, resume: bool) -> set[int]:
+    """The stages a resumed run continues: those up to the last one with a checkpoint (all of them
+    must have one); empty without `resume`. CheckpointError when there is nothing to resume."""
+    if not resume:
+        return set()
+    if checkpoint_dir is None:
+        raise ConfigError("resume=True needs checkpoint_dir (the folder that holds bits<b>/last.safetensors)")
+    have = [b for b in bits if (Path(checkpoint_dir) / f"bits{b}" / LAST).is_file()]
+    if not have:
+        raise CheckpointError(f"nothing to resume in {str(checkpoint_dir)!r}: no stage of {tuple(bits)} bits has "
+                              f"a bits<b>/{LAST}; run without resume to start")
+    started = list(bits[:list(bits).index(have[-1]) + 1])
+    missing = [b for b in started if b not in have]
+    if missing:
+        raise CheckpointError(f"cannot resume from {str(checkpoint_dir)!r}: stage(s) {missing} have no {LAST} "
+                              f"although a later stage ({have[-1]} bits) has one; use a new output directory")
+    return set(started)

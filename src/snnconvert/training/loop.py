@@ -3,8 +3,10 @@
 Contract:
 - loss = cross_entropy(model(x), y, label_smoothing); one optimizer step per batch.
 - lr at epoch e (0-based) = TrainConfig.lr_at(e): cosine or constant.
-- Data order, dropout and any torch-RNG augmentation in epoch e depend only on (seed, epoch), so a run
-  resumed from `last.safetensors` ends with the same weights as an uninterrupted one.
+- Data order, dropout, torch-RNG augmentation and the datasets' own augmentation streams
+  (data.reseed_augmentation) in epoch e depend only on (seed, epoch) (and the rank under torchrun), so
+  a run resumed from `last.safetensors` ends with the same weights as an uninterrupted one. A
+  checkpoint records its data (`data_signature`); resuming on other data is refused.
 - Checkpoints (training.checkpoint) are safetensors files (never pickle), written atomically.
 - Under torchrun (an initialised process group with world size > 1) the model is wrapped in
   DistributedDataParallel: every global batch of the (seed, epoch) order is split across ranks and the
@@ -28,6 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import distributed
+from ..data import is_augmented, reseed_augmentation
+from ..files import ensure_writable_dir
 from ..errors import ConfigError, ModelError
 from .checkpoint import BEST, LAST, load_checkpoint, save_best, save_checkpoint
 from .config import TrainConfig, TrainResult
@@ -65,15 +69,17 @@ def train(
         raise ConfigError("resume=True needs checkpoint_dir (the folder that holds last.safetensors)")
     device = torch.device(device)
     model.to(device)
+    check_model_takes(model, train_set, device)
     optimizer = _make_optimizer(model, config)
 
     history: list[dict[str, Any]] = []
+    data = data_signature(train_set)
     if resume:
         assert ckpt_dir is not None
-        history = load_checkpoint(ckpt_dir / LAST, model, optimizer, config)
+        history = load_checkpoint(ckpt_dir / LAST, model, optimizer, config, data)
     best = max((h["val_acc"] for h in history if h.get("val_acc") is not None), default=-1.0)
     if ckpt_dir is not None:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(ckpt_dir)  # a read-only or full place fails now, not after the first epoch
 
     params = [p for p in model.parameters() if p.requires_grad]
     rank, world = distributed.rank_and_world()
@@ -83,7 +89,9 @@ def train(
         lr = config.lr_at(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with _epoch_rng(config.seed, epoch, device, *([rank] if world > 1 else [])):
+        stream = (config.seed, epoch, *([rank] if world > 1 else []))
+        reseed_augmentation(train_set, _epoch_seed(*stream))  # augmentation, like the order, from (seed, epoch)
+        with _epoch_rng(*stream[:2], device, *stream[2:]):
             loss, acc = _train_one_epoch(net, train_set, optimizer, params, config, epoch, device)
         distributed.broadcast_buffers(model)
         _check_finite_weights(model, epoch + 1)
@@ -97,13 +105,39 @@ def train(
             if val_acc is not None and val_acc > best:
                 best = val_acc
                 save_best(ckpt_dir / BEST, model)
-            save_checkpoint(ckpt_dir / LAST, model, optimizer, config, history)
+            save_checkpoint(ckpt_dir / LAST, model, optimizer, config, history, data)
         if log is not None and rank == 0:
             log(dict(record))
     del net
     distributed.barrier()  # the last checkpoint is on disk before any rank returns
     model.eval()
     return TrainResult(model=model, history=history)
+
+
+def check_model_takes(model: nn.Module, dataset: Dataset, device: torch.device | str = "cpu") -> None:
+    """ConfigError, before any training, when `model` cannot take the dataset's items: one item is run
+    through the model (eval mode, no gradient; the model's mode is restored) and a shape error is
+    reported with the item's shape instead of deep inside the first epoch."""
+    x = dataset[0][0]  # type: ignore[index]
+    x = torch.as_tensor(x)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x.unsqueeze(0).to(device))
+    except (RuntimeError, ValueError, IndexError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"the model cannot take this dataset's inputs: an item has shape {list(x.shape)} "
+                          f"(channels, height, width) and the model fails on it ({first}); build the model for "
+                          "that shape (its options such as in_channels or input_size)") from None
+    finally:
+        model.train(was_training)
+
+
+def data_signature(train_set: Dataset) -> dict[str, Any]:
+    """What a checkpoint records of its training data, to refuse resuming on other data: the number
+    of samples and whether they are augmented."""
+    return {"samples": len(train_set), "augment": is_augmented(train_set)}  # type: ignore[arg-type]
 
 
 def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
