@@ -128,7 +128,7 @@ def test_model_card_versions(fresh_model):
     load_model(fresh_model)  # version-1 cards (no weights hash) still load
     for version in (99, "2", True, None):
         (fresh_model / "model.json").write_text(json.dumps({**card, "version": version}))
-        with pytest.raises(CheckpointError, match=r"model\.json.*card version .*reads model cards of versions 1, 2"):
+        with pytest.raises(CheckpointError, match=r"model\.json.*model card version .*reads versions 1, 2"):
             load_model(fresh_model)
     (fresh_model / "model.json").write_text(json.dumps({**card, "format": "something.else"}))
     with pytest.raises(CheckpointError, match="not a snnconvert model card"):

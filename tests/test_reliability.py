@@ -355,3 +355,15 @@ def test_equal_tensors_and_metadata_give_equal_file_bytes(tmp_path):
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     loaded, loaded_meta = read_safetensors(tmp_path / "a.safetensors")
     assert loaded_meta == meta and torch.equal(loaded["w"], tensors["w"]) and torch.equal(loaded["b"], tensors["b"])
+
+
+def test_a_refused_command_leaves_no_empty_output_directory(tmp_path, capsys):
+    bad = tmp_path / "no-model"
+    bad.mkdir()
+    assert cli.main(["convert", "--model-dir", str(bad), "--method", "snm", "--out", str(tmp_path / "a" / "b")]) == 1
+    assert "is not a model directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-model"]
+    with pytest.raises(ConfigError):  # the shape probe runs before the checkpoint directory is made
+        train(tiny_model(), torch.utils.data.TensorDataset(torch.zeros(4, 3, 5, 5), torch.zeros(4, dtype=torch.long)),
+              TrainConfig(**CFG), checkpoint_dir=tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()

@@ -31,12 +31,26 @@ except ImportError:  # Windows: no flock; one writer per directory is then the u
 
 def ensure_writable_dir(path: str | Path) -> Path:
     """Create `path` if needed and check a file can be written there, before any long work starts."""
+    p = check_writable_dir(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"output directory {str(p)!r} cannot be written: {e.strerror or e}") from None
+    return p
+
+
+def check_writable_dir(path: str | Path) -> Path:
+    """Check, creating nothing, that `path` is a directory where files can be written, or that it can
+    be made: its nearest existing ancestor is a writable directory (a file is written there and removed).
+    So a command refused later leaves no empty output directory behind."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise OutputError(f"output directory {str(p)!r} is an existing file; give a directory")
+    existing = next((q for q in (p, *p.parents) if q.exists()), Path("."))
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p, prefix=".write-test-", suffix=".tmp")
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{str(existing)!r} is a file", str(existing))
+        fd, tmp = tempfile.mkstemp(dir=existing, prefix=".write-test-", suffix=".tmp")
         os.close(fd)
         os.remove(tmp)
     except OSError as e:
@@ -50,25 +64,26 @@ def _same(a: Path, b: Path) -> bool:
 
 def check_output_file(path: str | Path, inputs: Iterable[str | Path] = (), flag: str = "--out") -> Path:
     """The output file `path`, checked before the work: not a directory, none of the input files
-    `inputs`, its directory writable (created if missing)."""
+    `inputs`, its directory writable or creatable (created by the write)."""
     p = Path(path)
     if p.is_dir():
         raise OutputError(f"{flag} {str(p)!r} is a directory; give a file name such as {str(p / 'results.json')!r}")
     for i in map(Path, inputs):
         if _same(p, i):
             raise OutputError(f"{flag} {str(p)!r} would overwrite an input ({str(i)!r}); give another file name")
-    ensure_writable_dir(p.parent if str(p.parent) else Path("."))
+    check_writable_dir(p.parent)
     return p
 
 
 def check_output_dir(path: str | Path, inputs: Iterable[str | Path] = (), flag: str = "--out") -> Path:
     """The output directory `path`, checked before the work: not an existing file, not one of the
-    input directories `inputs` (its files would be replaced), writable (created if missing)."""
+    input directories `inputs` (its files would be replaced), writable or creatable (it is created
+    by the first write, not here)."""
     p = Path(path)
     for i in map(Path, inputs):
         if i.exists() and _same(p, i):
             raise OutputError(f"{flag} {str(p)!r} is also an input of this command; write to another directory")
-    return ensure_writable_dir(p)
+    return check_writable_dir(p)
 
 
 def _umask_mode() -> int:

@@ -16,7 +16,7 @@ from .errors import CheckpointError, ConfigError
 from .data import holdout_split
 from .models import create_model
 from .models.registry import MODELS
-from .schema import Doc, read_json, show, type_hints
+from .schema import Doc, read_versioned, type_hints
 from .files import DirectoryWrite, finish_interrupted_write, sha256_file
 from .quantization import quantize, quantized_bits
 from .io.weights import load_state, read_safetensors, safetensors_writer, weights_metadata
@@ -50,14 +50,7 @@ def read_card(directory: str | Path) -> dict[str, Any]:
     if not (d / CARD).is_file() or not (d / WEIGHTS).is_file():
         raise CheckpointError(f"{str(d)!r} is not a model directory: expected {CARD} and {WEIGHTS} "
                               "(written by `snnconvert train`)")
-    doc = Doc(read_json(d / CARD), str(d / CARD))
-    if not isinstance(doc.value, dict) or doc.value.get("format") != CARD_FORMAT:
-        raise CheckpointError(f"{str(d / CARD)!r} is not a snnconvert model card (its \"format\" is not "
-                              f"{CARD_FORMAT!r})")
-    version = doc.value.get("version")
-    if isinstance(version, bool) or version not in READABLE_CARD_VERSIONS:
-        raise CheckpointError(f"{str(d / CARD)!r} has card version {show(version)}; this snnconvert reads model "
-                              f"cards of versions {', '.join(map(str, READABLE_CARD_VERSIONS))}")
+    doc, _ = read_versioned(d / CARD, CARD_FORMAT, READABLE_CARD_VERSIONS, "model card")
     _check_card(doc)
     return doc.value
 

@@ -74,6 +74,19 @@ def read_json(path: str | Path) -> Any:
     return parse_json(raw, str(path))
 
 
+def read_versioned(path: str | Path, fmt: str, versions: tuple[int, ...], what: str) -> tuple["Doc", int]:
+    """A JSON file whose "format" must be `fmt` and "version" one of `versions`, as a Doc, and its
+    version; CheckpointError naming the file otherwise (`what`: e.g. "spiking model description")."""
+    doc = Doc(read_json(path), str(path))
+    if not isinstance(doc.value, dict) or doc.value.get("format") != fmt:
+        raise CheckpointError(f"{str(path)!r} is not a snnconvert {what} (its \"format\" is not {fmt!r})")
+    version = doc.value.get("version")
+    if isinstance(version, bool) or version not in versions:
+        raise CheckpointError(f"{str(path)!r} has {what} version {show(version)}; this snnconvert reads versions "
+                              f"{', '.join(map(str, versions))} (a newer snnconvert may read it)")
+    return doc, version
+
+
 class Doc:
     """A JSON value read from `source` (a file, for messages), found at key path `path` ('' for the
     whole document). Readers return plain values or raise CheckpointError naming source and path."""

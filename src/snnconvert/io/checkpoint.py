@@ -23,7 +23,7 @@ from ..files import DirectoryWrite, finish_interrupted_write, sha256_file
 from ..graph import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Node, NodeKind, Program, Ref, ops
 from ..methods import method_from_config
 from ..neurons import SpikingMaxPool, SpikingNeuron, neuron_from_config
-from ..schema import Doc, read_json, show, type_hints
+from ..schema import Doc, read_versioned, show, type_hints
 from ..simulation import SpikingModel
 from .weights import load_state, read_safetensors, safetensors_writer
 
@@ -288,15 +288,7 @@ def load(directory: str | Path) -> SpikingModel:
 
 def _read_description(path: Path) -> tuple[Doc, int]:
     """snn.json as a Doc, and its format version (CheckpointError unless it is one this snnconvert reads)."""
-    doc = Doc(read_json(path), str(path))
-    if not isinstance(doc.value, dict) or doc.value.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a snnconvert spiking model description (its \"format\" "
-                              f"is not {FORMAT!r})")
-    version = doc.value.get("version")
-    if isinstance(version, bool) or version not in READABLE_VERSIONS:
-        raise CheckpointError(f"{str(path)!r} has format version {show(version)}; this snnconvert reads versions "
-                              f"{', '.join(map(str, READABLE_VERSIONS))} (a newer snnconvert may read it)")
-    return doc, version
+    return read_versioned(path, FORMAT, READABLE_VERSIONS, "spiking model description")
 
 
 def _build_model(doc: Doc, tensors: dict[str, torch.Tensor], version: int) -> SpikingModel:

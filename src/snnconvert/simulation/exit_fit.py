@@ -111,7 +111,6 @@ def exit_steps(margins: torch.Tensor, predictions: torch.Tensor, thresholds: tor
                min_steps: int = 1, unchanged: torch.Tensor | None = None) -> torch.Tensor:
     """[N] the step (1..T) at which ExitOnMargin(thresholds, stable_steps, min_steps) stops each sample
     of a fixed run with these margins and predictions [T, N] (T when it never fires)."""
-    T = len(predictions)
     unchanged = unchanged_steps(predictions) if unchanged is None else unchanged
     fire = (margins >= thresholds[:, None]) & (unchanged >= stable_steps)
     fire[: min_steps - 1] = False
