@@ -23,9 +23,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..batches import iter_batches
+from ..batches import count_batches, iter_batches, progress_bar
 from ..graph import ACTIVATION, Program
 from ..neurons import Negative, SpikingNeuron
 from ..simulation import SpikingModel
@@ -148,36 +147,41 @@ def balance_thresholds(snn: SpikingModel, data: Any, steps: int, granularity: Gr
                        cache_mb: float = DEFAULT_CACHE_MB) -> tuple[dict[str, torch.Tensor], int]:
     """Set every neuron's threshold of `snn` by layer-input-max balancing (in place); returns
     ({node name: threshold}, calibration samples). `cache_mb` bounds the recorded spikes (0: none,
-    every pass runs from the input)."""
+    every pass runs from the input). `progress`: a bar on stderr over layers x batches."""
     thresholds: dict[str, torch.Tensor] = {}
     samples = 0
     nodes = snn.program.activation_nodes()
     neurons = snn.neurons()
     cut: _Cut | None = None  # spikes recorded by the previous pass that fitted
-    for li, node in enumerate(tqdm(nodes, desc="threshold balancing", disable=not progress)):
-        neuron = snn.program.layers[node.target]
-        probe = _InputMaxProbe(granularity, node.name)
-        snn.program.layers[node.target] = probe
-        record = frozenset(cut_after(snn.program, nodes[li - 1].name)) if li > 0 and cache_mb > 0 else frozenset()
-        new: _Cut | None = _Cut(record) if record else None
-        samples = 0
-        with torch.no_grad():
-            for bi, (x, _) in enumerate(iter_batches(data, batch_size, "calibration data")):
-                chunks = iter(cut.batches[bi]) if cut is not None else None
-                given = (lambda t0, k, chunks=chunks: {n: s.decode(neurons[n].threshold, x.dtype)
-                                                       for n, s in next(chunks).items()}) if chunks else None
-                capture = {n: [] for n in new.names} if new is not None else None
-                for _ in snn.run(x, steps, stop_after=node.name, given=given,
-                                 given_names=cut.names if cut is not None else frozenset(), capture=capture):
-                    pass
-                if new is not None:
-                    new = _record(new, capture, neurons, cache_mb)
-                samples += len(x)
-        thresholds[node.name] = floor_dead(probe.observer.compute()) * scale
-        neuron.threshold = thresholds[node.name].clone()
-        snn.program.layers[node.target] = neuron
-        if new is not None:
-            cut = new
+    batches = count_batches(data, batch_size)
+    bar = progress_bar("threshold balancing", None if batches is None else batches * len(nodes), progress)
+    with bar:
+        for li, node in enumerate(nodes):
+            bar.set_postfix_str(f"layer {li + 1}/{len(nodes)} {node.name}", refresh=False)
+            neuron = snn.program.layers[node.target]
+            probe = _InputMaxProbe(granularity, node.name)
+            snn.program.layers[node.target] = probe
+            record = frozenset(cut_after(snn.program, nodes[li - 1].name)) if li > 0 and cache_mb > 0 else frozenset()
+            new: _Cut | None = _Cut(record) if record else None
+            samples = 0
+            with torch.no_grad():
+                for bi, (x, _) in enumerate(iter_batches(data, batch_size, "calibration data")):
+                    chunks = iter(cut.batches[bi]) if cut is not None else None
+                    given = (lambda t0, k, chunks=chunks: {n: s.decode(neurons[n].threshold, x.dtype)
+                                                           for n, s in next(chunks).items()}) if chunks else None
+                    capture = {n: [] for n in new.names} if new is not None else None
+                    for _ in snn.run(x, steps, stop_after=node.name, given=given,
+                                     given_names=cut.names if cut is not None else frozenset(), capture=capture):
+                        pass
+                    if new is not None:
+                        new = _record(new, capture, neurons, cache_mb)
+                    samples += len(x)
+                    bar.update(1)
+            thresholds[node.name] = floor_dead(probe.observer.compute()) * scale
+            neuron.threshold = thresholds[node.name].clone()
+            snn.program.layers[node.target] = neuron
+            if new is not None:
+                cut = new
     return thresholds, samples
 
 

@@ -14,17 +14,18 @@ they are.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..batches import iter_batches
+from ..batches import count_batches, iter_batches, progress_bar
 from ..graph import LAYER, Node, Program, Ref, is_addition
 from ..simulation import SpikingModel
 from .statistics import run_checked
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def channel_totals(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -61,8 +62,10 @@ def feeding_layer(program: Program, node: Node) -> nn.Module | None:
     return find(node.args[0]) if node.args else None
 
 
-def ann_channel_means(reference: Program, data: Any, names: list[str], batch_size: int) -> dict[str, torch.Tensor]:
-    """Per-channel mean of every named activation of the ANN over the data (shaped as channel_totals)."""
+def ann_channel_means(reference: Program, data: Any, names: list[str], batch_size: int,
+                      bar: tqdm | None = None) -> dict[str, torch.Tensor]:
+    """Per-channel mean of every named activation of the ANN over the data (shaped as channel_totals);
+    `bar` (a progress bar) advances by one per batch."""
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     with torch.no_grad():
@@ -71,11 +74,15 @@ def ann_channel_means(reference: Program, data: Any, names: list[str], batch_siz
             for n in names:
                 s, c = channel_totals(cap[n])
                 sums[n], counts[n] = sums.get(n, 0) + s, counts.get(n, 0) + c
+            if bar is not None:
+                bar.update(1)
     return {n: sums[n] / counts[n] for n in names}
 
 
-def snn_channel_mean(snn: SpikingModel, data: Any, name: str, steps: int, batch_size: int) -> torch.Tensor:
-    """Per-channel mean over the data of the neuron layer's mean output over `steps` steps."""
+def snn_channel_mean(snn: SpikingModel, data: Any, name: str, steps: int, batch_size: int,
+                     bar: tqdm | None = None) -> torch.Tensor:
+    """Per-channel mean over the data of the neuron layer's mean output over `steps` steps; `bar`
+    (a progress bar) advances by one per batch."""
     total, count = None, 0
     with torch.no_grad():
         for x, _ in iter_batches(data, batch_size, "calibration data"):
@@ -85,6 +92,8 @@ def snn_channel_mean(snn: SpikingModel, data: Any, name: str, steps: int, batch_
                 pass
             s, c = channel_totals(taps[name] / steps)
             total, count = (s if total is None else total + s), count + c
+            if bar is not None:
+                bar.update(1)
     return total / count
 
 
@@ -93,36 +102,46 @@ def calibrate_layerwise(snn: SpikingModel, reference: Program, data: Any, steps:
     """Bias calibration, then (with `potential`) potential calibration, layer by layer in place
     (module docstring). `reference` is the traced ANN (its node names are the SNN's). Returns, per
     neuron layer, the corrections made (mean absolute bias correction, the error left after it,
-    the mean absolute V(0) offset) or why the bias was left alone."""
+    the mean absolute V(0) offset) or why the bias was left alone. `progress`: a bar on stderr over
+    the passes x batches (one ANN pass; per layer one SNN pass, two with `potential`)."""
     nodes = snn.program.activation_nodes()
     names = [n.name for n in nodes]
-    target = ann_channel_means(reference, data, names, batch_size)
-    report: dict[str, dict[str, Any]] = {}
-    snn.eval()
-    for node in tqdm(nodes, desc="layer-wise calibration", disable=not progress):
-        entry: dict[str, Any] = {}
-        layer = feeding_layer(snn.program, node)
-        error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size)
-        entry["error_before"] = float(error.abs().mean())
-        if layer is None:
-            entry["bias"] = "unchanged: no conv/linear layer feeds these neurons alone"
-        elif layer.bias is not None and error.numel() != layer.bias.numel():
-            entry["bias"] = f"unchanged: {error.numel()} channels but {layer.bias.numel()} biases"
-        else:
-            with torch.no_grad():
-                if layer.bias is None:
-                    n = layer.out_channels if hasattr(layer, "out_channels") else layer.out_features
-                    layer.bias = nn.Parameter(torch.zeros(n, device=snn.device), requires_grad=False)
-                layer.bias += error.flatten().to(layer.bias)
-            entry["bias_mean_abs_correction"] = float(error.abs().mean())
+    batches = count_batches(data, batch_size)
+    passes = 1 + len(nodes) * (2 if potential else 1)
+    bar = progress_bar("layer-wise calibration", None if batches is None else batches * passes, progress)
+    with bar:
+        target = ann_channel_means(reference, data, names, batch_size, bar)
+        report: dict[str, dict[str, Any]] = {}
+        snn.eval()
+        for li, node in enumerate(nodes):
+            bar.set_postfix_str(f"layer {li + 1}/{len(nodes)} {node.name}", refresh=False)
+            entry: dict[str, Any] = {}
+            layer = feeding_layer(snn.program, node)
+            error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size, bar)
+            second_pass = False
+            entry["error_before"] = float(error.abs().mean())
+            if layer is None:
+                entry["bias"] = "unchanged: no conv/linear layer feeds these neurons alone"
+            elif layer.bias is not None and error.numel() != layer.bias.numel():
+                entry["bias"] = f"unchanged: {error.numel()} channels but {layer.bias.numel()} biases"
+            else:
+                with torch.no_grad():
+                    if layer.bias is None:
+                        n = layer.out_channels if hasattr(layer, "out_channels") else layer.out_features
+                        layer.bias = nn.Parameter(torch.zeros(n, device=snn.device), requires_grad=False)
+                    layer.bias += error.flatten().to(layer.bias)
+                entry["bias_mean_abs_correction"] = float(error.abs().mean())
+                if potential:
+                    error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size, bar)
+                    second_pass = True
+            if potential and not second_pass and batches is not None:
+                bar.update(batches)  # the pass counted in the total that a layer left alone does not run
             if potential:
-                error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size)
-        if potential:
-            neuron = snn.program.layers[node.target]
-            offset = (error * steps).float()  # per channel, broadcast against one sample
-            old = neuron.v_offset
-            neuron.set_initial_offset(offset.to(neuron.threshold.device) if old is None else old + offset.to(old))
-            entry["error_after_bias"] = float(error.abs().mean())
-            entry["v0_offset_mean_abs"] = float((error * steps).abs().mean())
-        report[node.name] = entry
+                neuron = snn.program.layers[node.target]
+                offset = (error * steps).float()  # per channel, broadcast against one sample
+                old = neuron.v_offset
+                neuron.set_initial_offset(offset.to(neuron.threshold.device) if old is None else old + offset.to(old))
+                entry["error_after_bias"] = float(error.abs().mean())
+                entry["v0_offset_mean_abs"] = float((error * steps).abs().mean())
+            report[node.name] = entry
     return report

@@ -41,11 +41,11 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
+from ..batches import count_samples  # noqa: F401  (re-exported: simulate, diagnose, exit_fit)
 from ..errors import ConfigError
 from ..graph import LAYER
 from ..graph.ops import SYNAPTIC_TYPES
@@ -266,23 +266,6 @@ def _size(n: float) -> str:
     while n >= 1024 and i < len(units) - 1:
         n, i = n / 1024, i + 1
     return f"{n:.1f} {units[i]}"
-
-
-def count_samples(data: Any) -> int | None:
-    """Samples in `data` (a tensor, an (inputs, labels) pair, a sized Dataset or a DataLoader over
-    one) without reading it; None when that is not known in advance."""
-    if isinstance(data, torch.Tensor):
-        return len(data)
-    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(d, torch.Tensor) for d in data):
-        return len(data[0])
-    if isinstance(data, DataLoader):
-        data = data.dataset
-    if isinstance(data, Dataset):
-        try:
-            return len(data)  # type: ignore[arg-type]
-        except TypeError:
-            return None
-    return None
 
 
 class RunClock:

@@ -5,13 +5,12 @@ import itertools
 import sys
 import time
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..batches import iter_batches
+from ..batches import iter_batches, progress_bar
 from ..errors import ConfigError
 from ..evaluation import accuracy, eval_mode
 from ..graph import LAYER, Program, trace
@@ -22,6 +21,9 @@ from .budget import RunClock, check_fits, count_samples, estimate_run, probe
 from .engine import SpikingModel, check_count, check_steps
 from .record import Recorder, fanout_map
 from .result import LayerActivity, SimulationResult
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def ann_macs(program: Program, x: torch.Tensor) -> float:
@@ -60,6 +62,13 @@ def _checked_chunk(snn: SpikingModel, x: torch.Tensor, T: int, chunk_size: int |
     return k
 
 
+def _advance(bar: tqdm, done: int) -> None:
+    """Move the bar to `done` images: finished ones plus the steps run of the batch in flight
+    (a batch of B images t steps into T counts B t / T), so long batches move it too."""
+    if done > bar.n:
+        bar.update(done - bar.n)
+
+
 def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Module | None = None,
              encoder: Encoder = Direct(), batch_size: int = 256, chunk_size: int | None = None,
              memory_budget_mb: float = 512, progress: bool | None = None, record: bool = True,
@@ -86,6 +95,8 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     this call (SpikingModel.compiled_neurons; about a second of compilation per neuron type, once per
     process; eager after one warning where compiling is not possible), False eagerly, None as an
     enclosing `with snn.compiled_neurons():` block says (eager outside one). Results are the same.
+    `progress`: a bar on stderr in images, its total the number of samples when the data's length is
+    known (so a percentage and an ETA), advanced every chunk; None shows it when stderr is a terminal.
     """
     if not isinstance(snn, SpikingModel):
         raise ConfigError(f"simulate() needs a SpikingModel from snnconvert.convert(), got {type(snn).__name__}")
@@ -113,9 +124,9 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
     samples = 0
     recorder = Recorder(steps=T) if record else None
     generator = None  # made on the first batch's device (a CPU generator cannot drive CUDA sampling)
-    bar = tqdm(desc=f"simulating T={T}", unit="img", disable=not progress)
+    bar = progress_bar(f"simulating T={T}", samples_in_all, progress, unit="img")
     scope = nullcontext() if compile is None else snn.compiled_neurons(compile is not False)
-    with torch.no_grad(), scope:
+    with torch.no_grad(), scope, bar:
         for x, y in itertools.chain([(first_x, first_y)], batches):
             x, y = _labelled(x, y)
             x, y = x.to(device), y.to(device)
@@ -137,6 +148,7 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
                 cum = cs[-1]
                 t += len(out)
                 clock.chunk_done(len(out), len(live_y))
+                _advance(bar, samples + len(x) * t // T)
                 if tracker is not None and not bool(keep.all()):
                     snn.keep(keep)
                     cum, live_y = cum[keep], live_y[keep]
@@ -144,8 +156,7 @@ def simulate(snn: SpikingModel, data: Any, T: int | None = None, *, ann: nn.Modu
                 correct += tracker.frozen_correct()
                 exit_hist += torch.bincount(tracker.exit_step, minlength=T + 1)
             samples += len(x)
-            bar.update(len(x))
-    bar.close()
+            _advance(bar, samples)
     correct = correct.cpu()
     result = SimulationResult(T=T, samples=samples, accuracy=(correct.double() / samples).tolist(),
                               method=dict(snn.method))

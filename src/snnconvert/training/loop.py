@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from .. import distributed
+from ..batches import progress_bar
 from ..data import is_augmented, reseed_augmentation
 from ..files import ensure_writable_dir
 from ..errors import ConfigError, ModelError
@@ -213,8 +213,8 @@ def _train_one_epoch(
     loader, shares = _epoch_batches(train_set, config, epoch, rank, world)
     net.train()
     total_loss, correct, seen, bad = 0.0, 0, 0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-               disable=not config.progress or rank != 0)
+    bar = progress_bar(f"epoch {epoch + 1}/{config.epochs}", len(shares), config.progress and rank == 0,
+                       leave=False, iterable=loader)
     for step, ((x, y), (own, global_size)) in enumerate(zip(bar, shares)):
         x, y = x.to(device), y.to(device)
         optimizer.zero_grad(set_to_none=True)
@@ -237,7 +237,7 @@ def _train_one_epoch(
             bad += not finite
             correct += int((out.detach().argmax(dim=1) == y).sum())
             seen += own
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)
     bar.close()
     stats = torch.tensor([total_loss, correct, seen, bad], dtype=torch.float64)
     total_loss, correct, seen, bad = distributed.all_reduce_sum(stats).tolist()
