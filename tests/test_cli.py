@@ -50,6 +50,19 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         acc = m["accuracy"]
         assert len(acc) == 16, label
         assert all(0.0 <= a <= 1.0 for a in acc), label
+    # the printed conclusions are this run's numbers, checked independently here
+    assert "conclusions (this run):" in printed and "steps to come within 1% of the ANN" in printed
+    within = {k: m["steps_within_1pct_of_ann"] or float("inf") for k, m in results["methods"].items()}
+    claims = {c["claim"]: c["holds"] for c in results["conclusions"]}
+    assert claims["soft reset (RMP, alpha=1) comes within 1% of the ANN in fewer steps than hard reset"] == (
+        within["RMP, alpha=1"] < within["baseline IF, max"])
+    assert claims["the calibrated preset comes within 1% of the ANN in the fewest steps"] == (
+        within["calibrated, target T=8"] == min(within.values()))
+    for b, f in results["fastsnn"].items():
+        assert claims[f"Fast-SNN {b}-bit: signed IF at least as accurate as unsigned IF at T={f['T']}"] == (
+            f["signed_if"] >= f["unsigned_if"])
+    for c in results["conclusions"]:
+        assert f"{'holds' if c['holds'] else 'DOES NOT HOLD'}: {c['claim']}" in printed
     png = (out / "accuracy_vs_T.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -83,7 +96,9 @@ def test_train_convert_evaluate_finetune_pipeline(tmp_path, capsys):
     f = json.loads(fitted.read_text())
     assert f["exit_rule"]["rule"] == "ExitOnMargin" and f["exit_rule"]["fitted"]["tolerance"] == 0.02
     assert len(f["exit_rule"]["thresholds"]) == 8 and 1 <= f["mean_steps"] <= 8
-    assert "exit rule fitted on 200 training images" in capsys.readouterr().out
+    held_out = json.loads((tmp_path / "q2" / "model.json").read_text())["holdout"]["images"]
+    assert held_out == round(0.1 * 1437)  # train's default validation split: 10% of the training images
+    assert f"exit rule fitted on {held_out} training images" in capsys.readouterr().out  # the held-out ones only
     assert cli.main(["evaluate", "--snn", snn, "--out", str(early), "--exit-when", "speed=3", "--quiet"]) == 1
     assert "--exit-when takes" in capsys.readouterr().err
     assert cli.main(["convert", "--model-dir", str(tmp_path / "missing"), "--out", snn]) == 1

@@ -3,17 +3,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import math
+import re
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .calibration import RULES, Granularity
 from .errors import ConfigError, SnnConvertError
 from .methods import METHODS, OVERRIDES
 from .neurons import NEURONS
 from .simulation import ExitRule, ExitWhenStable
+
+if TYPE_CHECKING:
+    from .data.registry import DataRecord, DatasetInfo
+    from .simulation import SpikingModel
 
 
 def _int_at_least(low: int) -> Any:
@@ -56,7 +62,67 @@ def _dataset(args: argparse.Namespace, train: bool, augment: bool = False):
     return get_dataset(args.dataset, root=args.data_dir, train=train, augment=augment)
 
 
+def _use_data(args: argparse.Namespace, record: "DataRecord | None") -> "DatasetInfo":
+    """Settle args.dataset and args.data_dir: the flags, else what `record` says, else digits; refuse
+    data whose images or classes are not the recorded ones. Returns the data's DatasetInfo."""
+    from .data.registry import choose_data, dataset_info
+
+    given = args.dataset
+    args.dataset, args.data_dir = choose_data(record, args.dataset, args.data_dir)
+    info = dataset_info(args.dataset, args.data_dir)
+    if record is not None:
+        record.check(info, f"--dataset {given}" if given else
+                     f"the {info.name} data" + (f" in {args.data_dir}" if args.data_dir else ""))
+    return info
+
+
+def _recorded(card: dict[str, Any] | None, model_dir: str | None, snn: "SpikingModel | None" = None,
+              snn_dir: str | None = None) -> "DataRecord | None":
+    """The data the model was trained on: the record of the model card in `model_dir` (--model-dir,
+    --init), else the spiking model's (snn.json's method.data, written by convert); None when neither
+    records one."""
+    from .data.registry import DataRecord
+    from .io import DESCRIPTION
+    from .modelfile import CARD
+
+    record = None if card is None else DataRecord.read(card, str(Path(str(model_dir)) / CARD))
+    if record is None and snn is not None:
+        record = DataRecord.read(snn.method.get("data"), str(Path(str(snn_dir)) / DESCRIPTION), "method.data")
+    return record
+
+
+DEFAULT_T = 64  # time steps for a spiking model without a T of its own (baseline, rmp, snm without --target-T)
+
+
+def _steps(args: argparse.Namespace, snn: "SpikingModel", show: bool = True) -> int:
+    """args.T settled: --T, else the spiking model's own T (snn.json's default_T: 2^b - 1 for Fast-SNN,
+    the target T of a calibrated model), else DEFAULT_T; says which when --T was not given."""
+    if args.T is None:
+        args.T = snn.default_T or DEFAULT_T
+        if show:
+            print(f"--T not given: T={args.T} ({_why_T(snn)}); give --T N for another")
+    return args.T
+
+
+def _why_T(snn: "SpikingModel") -> str:
+    m = snn.method
+    if snn.default_T is None:
+        return f"the default for spiking models without a T of their own, like method {m.get('name', '?')}"
+    if m.get("target_T"):
+        return "the T it was calibrated for, its --target-T"
+    if m.get("name") == "fastsnn":
+        return "Fast-SNN's 2^b - 1 for its b-bit quantized ANN"
+    return "the spiking model's own T"
+
+
 HOLDOUT_SEED = 0  # `train --holdout N`: data.holdout_split(train split, N, HOLDOUT_SEED); recorded in model.json
+HOLDOUT_FRACTION = 0.1  # `train` without --holdout validates on this share of the training split
+
+
+def default_holdout(train_size: int) -> int:
+    """Images `train` holds out for validation when --holdout is not given: 10% of the training split
+    (at least 1 when the split has 2 or more images)."""
+    return max(1, round(HOLDOUT_FRACTION * train_size)) if train_size >= 2 else 0
 
 
 def _calibration(args: argparse.Namespace):
@@ -73,33 +139,33 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .data import dataset_info
+    from .data.registry import DataRecord
     from .distributed import process_group
     from .files import check_output_dir
     from .modelfile import load_model, save_model
-    from .models import create_model
+    from .models import model_for
     from .quantization import progressive_schedule, quantize, train_progressive
     from .training import TrainConfig, evaluate_accuracy, train
 
     # under torchrun: data-parallel over the job's ranks; rank 0 prints and writes
     with process_group() as job:
         out = check_output_dir(args.out, [args.init] if args.init else [], "train --out")
-        info = (dataset_info(args.dataset) if args.dataset != "imagefolder"
-                else dataset_info(args.dataset, args.data_dir))
+        init, card = load_model(args.init) if args.init else (None, None)
+        info = _use_data(args, _recorded(card, args.init))
+        if init is not None:
+            model, arch, kwargs = init, card["arch"], card.get("model_kwargs", {})
+        else:  # built for the data: its input options (in_channels, input_size, ...) from info unless given
+            arch = args.model
+            model, kwargs = model_for(arch, info, seed=args.seed, **_json_object(args.model_kwargs, "--model-kwargs"))
         train_set, test_set = _dataset(args, True, augment=args.augment), _dataset(args, False)
-        val_set, holdout = test_set, None
-        if args.holdout:  # validation on training images the model never sees, not on the test split
+        val_set, holdout = None, None  # the test split is never used to choose a checkpoint
+        n_val = default_holdout(len(train_set)) if args.holdout is None else args.holdout
+        if n_val:  # validation on training images the model never sees
             from .data import holdout_split
 
             plain = _dataset(args, True) if args.augment else None
-            train_set, val_set = holdout_split(train_set, args.holdout, HOLDOUT_SEED, holdout_from=plain)
-            holdout = {"split": "train", "images": args.holdout, "seed": HOLDOUT_SEED}
-        if args.init:
-            model, card = load_model(args.init)
-            arch, kwargs = card["arch"], card.get("model_kwargs", {})
-        else:
-            arch, kwargs = args.model, _json_object(args.model_kwargs, "--model-kwargs")
-            model = create_model(arch, num_classes=info.num_classes, seed=args.seed, **kwargs)
+            train_set, val_set = holdout_split(train_set, n_val, HOLDOUT_SEED, holdout_from=plain)
+            holdout = {"split": "train", "images": n_val, "seed": HOLDOUT_SEED}
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
                           weight_decay=args.weight_decay, seed=args.seed, progress=_progress(args) and job.is_main)
         log = lambda rec: print(  # noqa: E731
@@ -121,7 +187,8 @@ def _train(args: argparse.Namespace) -> None:
         if not job.is_main:
             return
         acc = evaluate_accuracy(model, test_set)
-        save_model(model, out, arch, info.num_classes, kwargs, dataset=args.dataset, test_accuracy=acc,
+        data = DataRecord.of(info, args.data_dir).to_dict()  # dataset, input_shape, num_classes, data_dir
+        save_model(model, out, arch, data.pop("num_classes"), kwargs, **data, test_accuracy=acc,
                    history=history, **({"holdout": holdout} if holdout else {}))
         print(f"test accuracy {100 * acc:.2f}%; model written to {out}")
 
@@ -137,12 +204,12 @@ def _diagnose(args: argparse.Namespace) -> None:
     out = check_output_dir(args.out, [args.snn, args.model_dir], "diagnose --out")
     snn = load(args.snn)
     ann, card = load_model(args.model_dir)
-    if args.dataset is None:  # the data the model was trained on
-        args.dataset = card.get("dataset", "digits")
+    _use_data(args, _recorded(card, args.model_dir, snn, args.snn))
+    T = _steps(args, snn)
     data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
     if args.limit:
         data = (data[0][:args.limit], data[1][:args.limit])
-    d = diagnose(snn, ann, data, args.T, batch_size=args.batch_size)
+    d = diagnose(snn, ann, data, T, batch_size=args.batch_size)
     print(d.table())
     write_json_atomic(out / "diagnosis.json", d.to_dict())
     try:
@@ -185,14 +252,19 @@ def _is_number(s: str) -> bool:
 
 def _convert(args: argparse.Namespace) -> None:
     from .conversion import convert
+    from .data.registry import DataRecord
     from .files import check_output_dir
     from .io import save
+    from .methods import resolve_method
     from .modelfile import load_model
 
     check_output_dir(args.out, [args.model_dir], "convert --out")
     model, card = load_model(args.model_dir)
-    data = None if args.method == "fastsnn" and args.threshold is None else _calibration(args)
-    snn = convert(model, data, args.method, progress=_progress(args), **_overrides(args))
+    info = _use_data(args, _recorded(card, args.model_dir))
+    method = resolve_method(args.method, **_overrides(args))
+    data = _calibration(args) if method.rule.needs_data or method.target_T is not None else None
+    snn = convert(model, data, method, progress=_progress(args))
+    snn.method["data"] = DataRecord.of(info, args.data_dir).to_dict()  # what evaluate, diagnose, finetune use
     save(snn, args.out)
     m = snn.method
     shown = ", ".join(f"{k} {m[k]}" for k in ("neuron", "rule", "granularity", "scale", "v_init", "target_T")
@@ -206,11 +278,11 @@ def _convert(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from .data import dataset_as_tensors
     from .distributed import process_group, shard_indices
-    from .files import check_output_file, write_json_atomic
+    from .files import check_output_dir, check_output_file, write_json_atomic
     from .io import DESCRIPTION, WEIGHTS, load
     from .modelfile import CARD, load_model
     from .modelfile import WEIGHTS as MODEL_WEIGHTS
-    from .report import accuracy_table, powers_of_two
+    from .report import evaluation_summary, plot_evaluation
     from .simulation import Direct, Poisson, simulate
 
     # under torchrun: each rank simulates its shard; rank 0 prints and writes the total
@@ -218,8 +290,12 @@ def _evaluate(args: argparse.Namespace) -> None:
         inputs = [Path(args.snn) / DESCRIPTION, Path(args.snn) / WEIGHTS] + (
             [Path(args.model_dir) / CARD, Path(args.model_dir) / MODEL_WEIGHTS] if args.model_dir else [])
         out = check_output_file(args.out, inputs, "evaluate --out")  # before the long work
+        plots = check_output_dir(args.plot, [args.snn] + ([args.model_dir] if args.model_dir else []),
+                                 "evaluate --plot") if args.plot else None
         snn = load(args.snn)
-        ann = load_model(args.model_dir)[0] if args.model_dir else None
+        ann, card = load_model(args.model_dir) if args.model_dir else (None, None)
+        _use_data(args, _recorded(card, args.model_dir, snn, args.snn))
+        _steps(args, snn, show=job.is_main)
         data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
         if args.limit:
             data = (data[0][:args.limit], data[1][:args.limit])
@@ -238,20 +314,15 @@ def _evaluate(args: argparse.Namespace) -> None:
         res = res.reduce_across_ranks()
         if not job.is_main:
             return
-        T = res.T
-        print(accuracy_table({snn.method.get("name", "snn"): res.accuracy}, powers_of_two(T),
-                             {snn.method.get("name", "snn"): res.ann_accuracy} if res.ann_accuracy is not None
-                             else None))
-        s = res.summary()
-        print(f"T={T}: accuracy {100 * s['accuracy']:.2f}%, firing rate {s['firing_rate']:.4f} spikes/neuron/step, "
-              f"{s['synops_per_sample']:.3g} synops/sample, energy {s['energy_per_sample_uj']:.4g} uJ/sample"
-              + (f" (ANN {s['ann_energy_per_sample_uj']:.4g} uJ)" if s["ann_energy_per_sample_uj"] else ""))
+        print(evaluation_summary(res, snn=snn))
         if res.mean_steps is not None:
             shown = {k: v for k, v in res.exit_rule.items() if k != "thresholds"}
-            print(f"early exit {shown}: accuracy {100 * res.accuracy[-1]:.2f}%, "
-                  f"mean {res.mean_steps:.2f} of {T} steps")
+            print(f"early exit rule {shown}")
         write_json_atomic(out, res.to_dict())
         print(f"results written to {out}")
+        if plots is not None:
+            written = plot_evaluation(res, plots, label=snn.method.get("name"))
+            print("plots written: " + ", ".join(str(p) for p in written.values()))
 
 
 def _exit_rule(args: argparse.Namespace, snn: Any) -> ExitRule | None:
@@ -296,9 +367,7 @@ def _fitted_exit_rule(args: argparse.Namespace, snn: Any, options: str) -> ExitR
     from .simulation import fit_exit_rule
 
     opts = _FitOptions(**(_key_values(options, _FitOptions, "'fitted:' and") if options else {}))
-    if args.T is None and snn.default_T is None:
-        raise ConfigError("--exit-when fitted fits the rule for runs of --T steps: give --T")
-    T = args.T or snn.default_T
+    T = _steps(args, snn)
     train_set = _dataset(args, train=True)
     _, pool = training_parts(read_card(args.model_dir) if args.model_dir else {}, train_set)
     if pool is None:
@@ -324,34 +393,71 @@ def _finetune(args: argparse.Namespace) -> None:
 
     check_output_dir(args.out, [args.snn, args.model_dir], "finetune --out")
     snn = load(args.snn)
-    qann, _ = load_model(args.model_dir)
+    qann, card = load_model(args.model_dir)
+    _check_finetunable(args, snn, card)
+    _use_data(args, _recorded(card, args.model_dir, snn, args.snn))
+    T = _steps(args, snn)
     data = dataset_as_tensors(_dataset(args, train=True))
     if args.limit:
         data = (data[0][:args.limit], data[1][:args.limit])
-    tuned, report = finetune_layerwise(snn, qann, data, T=args.T, epochs=args.epochs, lr=args.lr,
+    tuned, report = finetune_layerwise(snn, qann, data, T=T, epochs=args.epochs, lr=args.lr,
                                        batch_size=args.batch_size, force=args.force, progress=_progress(args), log=print)
     save(tuned, args.out)
     print(f"training accuracy {100 * report.accuracy_before:.2f}% -> {100 * report.accuracy_after:.2f}%; "
           f"written to {args.out}")
 
 
-def _command(sub: Any, name: str, func: Any, data: bool = True, dataset: str | None = "digits",
+def _check_finetunable(args: argparse.Namespace, snn: "SpikingModel", card: dict[str, Any]) -> None:
+    """ConfigError, in the CLI's words, unless --snn is a Fast-SNN and --model-dir a quantized ANN."""
+    recipe = ("train a quantized ANN (snnconvert train --init ANN_DIR --bits 2 --out QANN_DIR), convert it "
+              "(snnconvert convert --model-dir QANN_DIR --method fastsnn --out SNN_DIR), then run "
+              "snnconvert finetune --snn SNN_DIR --model-dir QANN_DIR")
+    method = snn.method.get("name")
+    if method != "fastsnn":
+        raise ConfigError(f"finetune tunes a Fast-SNN towards the quantized ANN it was converted from, but --snn "
+                          f"{args.snn} was converted with --method {method or '(unknown)'}; {recipe}")
+    if card.get("bits") is None:
+        raise ConfigError(f"--model-dir {args.model_dir} holds a float ANN; finetune needs the quantized ANN "
+                          f"(trained with --bits B) that --snn {args.snn} was converted from; {recipe}")
+
+
+def _models(args: argparse.Namespace) -> None:
+    from .data.registry import shape_text
+    from .models import describe_models
+
+    for m in describe_models():
+        options = ", ".join(f"{k}={json.dumps(v) if v is not inspect.Parameter.empty else '(required)'}"
+                            for k, v in m.options.items())
+        fits = ", ".join(f"{i.name} ({shape_text(i.input_shape)})" for i in m.fits)
+        print(f"{m.name}: {m.description}\n  inputs:  {m.inputs}\n  fits:    {fits or 'none of the built-in datasets'}"
+              f"\n  options: {options or 'none'}")
+    print("Pick one with `snnconvert train --model NAME`; set options with --model-kwargs JSON (e.g. "
+          "'{\"width\": 32}'); the input options come from --dataset unless given there.")
+
+
+def _command(sub: Any, name: str, func: Any, data: bool = True, recorded: str = "model.json or snn.json",
              **kw: Any) -> argparse.ArgumentParser:
-    """A subcommand running `func(args)`, with --quiet and (when `data`) --dataset / --data-dir."""
+    """A subcommand running `func(args)`, with --quiet and (when `data`) --dataset / --data-dir, which
+    default to what `recorded` says of the model's training data."""
     p = sub.add_parser(name, **kw)
     if data:
-        _add_data_args(p, dataset)
+        _add_data_args(p, recorded)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=func)
     return p
 
 
-def _add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
-    from .data import list_datasets
+def _add_data_args(p: argparse.ArgumentParser, recorded: str) -> None:
+    from .data.registry import DEFAULT_DATASET, list_datasets
 
-    p.add_argument("--dataset", default=default, help=f"{' | '.join(list_datasets())} (default "
-                   + (default or "the one in the model's model.json") + ")")
-    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
+    p.add_argument("--dataset", default=None, help=f"{' | '.join(list_datasets())} (default: the one recorded in "
+                   f"{recorded}, else {DEFAULT_DATASET}); data of another shape than the recorded one is refused")
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset files (default: the one recorded in "
+                   f"{recorded} if it still exists, else $SNNCONVERT_DATA or ./data)")
+
+
+_T_HELP = (f"time steps (default: the spiking model's own T: 2^b - 1 for Fast-SNN, the target T for "
+           f"calibrated or --target-T; else {DEFAULT_T})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -366,10 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--T", type=POSITIVE, default=256, help="time steps to simulate (default 256)")
     d.add_argument("--seed", type=NATURAL, default=0)
 
-    t = _command(sub, "train", _train, help="train a float or quantized (Fast-SNN) ANN; writes model.json + model.safetensors")
-    t.add_argument("--model", default="digits_cnn", help="architecture name (see snnconvert.models.list_models())")
+    t = _command(sub, "train", _train, recorded="the --init model's model.json",
+                 help="train a float or quantized (Fast-SNN) ANN; writes model.json + model.safetensors")
+    t.add_argument("--model", default="digits_cnn", help="architecture (default digits_cnn); `snnconvert models` lists "
+                   "them with the image shapes they take. It is built for --dataset: in_channels, input_size, ... "
+                   "and the number of classes come from the data")
     t.add_argument("--model-kwargs", default=None, metavar="JSON",
-                   help='the architecture\'s options as a JSON object, e.g. \'{"width": 32}\' for vgg_small')
+                   help='the architecture\'s options as a JSON object, e.g. \'{"width": 32}\' for vgg_small; '
+                        "given input options override the data's (a model that then cannot take the data is refused)")
     t.add_argument("--init", default=None, help="start from this model directory (float or higher-bit)")
     t.add_argument("--bits", type=POSITIVE, default=None, help="quantize activations to this many bits (Fast-SNN)")
     t.add_argument("--progressive", action="store_true", help="train 4 -> 3 -> 2 bits down to --bits, "
@@ -383,12 +493,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--calib-samples", type=POSITIVE, default=1024, help="images used to initialise the clip alphas")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints after an interruption")
     t.add_argument("--seed", type=NATURAL, default=0)
-    t.add_argument("--holdout", type=NATURAL, default=0, metavar="N",
-                   help="hold N training images out of training and validate on them (not on the test split); "
-                        "model.json records the split (data.holdout_split, seed 0)")
+    t.add_argument("--holdout", type=NATURAL, default=None, metavar="N",
+                   help="validate on N training images held out of training (default: 10%% of the training "
+                        "split; 0: no validation); best.safetensors is chosen on them, the test split is used "
+                        "only for the final figure; model.json records the split (data.holdout_split, seed 0)")
     t.add_argument("--out", required=True, help="output model directory")
 
-    c = _command(sub, "convert", _convert, help="convert a trained model directory into a spiking model directory")
+    _command(sub, "models", _models, False, help="list the model zoo: each model's input shapes, the datasets it "
+             "fits, its options and defaults")
+
+    c = _command(sub, "convert", _convert, recorded="--model-dir's model.json",
+                 help="convert a trained model directory into a spiking model directory (snn.json records the data)")
     c.add_argument("--model-dir", required=True, help="directory written by `snnconvert train`")
     c.add_argument("--method", default="rmp", choices=METHODS.names())
     c.add_argument("--neuron", default=None, choices=NEURONS.names(aliases=True),
@@ -408,11 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calib-samples", type=POSITIVE, default=1024, help="training images used for calibration")
     c.add_argument("--out", required=True, help="output spiking model directory")
 
-    g = _command(sub, "diagnose", _diagnose, dataset=None,
+    g = _command(sub, "diagnose", _diagnose,
                  help="where a spiking model loses the ANN's accuracy: per-layer error against the ANN over t")
     g.add_argument("--snn", required=True, help="spiking model directory (from `snnconvert convert`)")
     g.add_argument("--model-dir", required=True, help="the ANN it was converted from")
-    g.add_argument("--T", type=POSITIVE, required=True, help="time steps")
+    g.add_argument("--T", type=POSITIVE, default=None, help=_T_HELP)
     g.add_argument("--split", default="test", choices=["train", "test"])
     g.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images")
     g.add_argument("--batch-size", type=POSITIVE, default=256)
@@ -421,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = _command(sub, "evaluate", _evaluate, help="simulate a spiking model: accuracy at every step, firing rates, energy")
     e.add_argument("--snn", required=True, help="spiking model directory (from `snnconvert convert`)")
     e.add_argument("--model-dir", default=None, help="the ANN's directory, to report its accuracy and energy")
-    e.add_argument("--T", type=POSITIVE, default=None, help="time steps (default: the model's, e.g. 2^b - 1)")
+    e.add_argument("--T", type=POSITIVE, default=None, help=_T_HELP)
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.add_argument("--encoding", default="direct", choices=["direct", "poisson"])
     e.add_argument("--batch-size", type=POSITIVE, default=256)
@@ -437,11 +552,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "them answer otherwise than the full --T run)")
     e.add_argument("--fit-images", type=POSITIVE, default=1000, help="images for --exit-when fitted (default 1000)")
     e.add_argument("--out", default="results.json", help="JSON results file (default results.json)")
+    e.add_argument("--plot", default=None, metavar="DIR",
+                   help="also write DIR/accuracy_vs_T.png and DIR/firing_rates.png (per-layer firing rate over t)")
 
     f = _command(sub, "finetune", _finetune, help="Fast-SNN layer-wise fine-tuning of a converted SNN towards its QANN")
     f.add_argument("--snn", required=True, help="spiking model directory converted with --method fastsnn")
     f.add_argument("--model-dir", required=True, help="the quantized ANN's directory")
-    f.add_argument("--T", type=POSITIVE, default=None)
+    f.add_argument("--T", type=POSITIVE, default=None, help="time steps (default: the Fast-SNN's 2^b - 1)")
     f.add_argument("--epochs", type=POSITIVE, default=1)
     f.add_argument("--lr", type=_positive_float, default=1e-3)
     f.add_argument("--batch-size", type=POSITIVE, default=64)
@@ -449,6 +566,29 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--force", action="store_true", help="keep updates even if training accuracy does not improve")
     f.add_argument("--out", required=True, help="output spiking model directory")
     return p
+
+
+# The library's messages name its parameters; the CLI's user typed flags. (pattern, replacement), in order.
+CLI_WORDS: tuple[tuple[str, str], ...] = (
+    (r"^\w+\(\): ", ""),  # "simulate(): ...": the CLI's prefix names the command
+    (r"\broot= ?", "--data-dir "),
+    (r"snnconvert\.quantize\(model, bits\)", "snnconvert train --bits B"),
+    (r"\bthe number of time steps T\b", "--T (the number of time steps)"),
+    (r"\(e\.g\. T=(\d+)\)", r"(e.g. --T \1)"),
+    (r"\ba smaller T\b", "a smaller --T"),
+    (r"\bbatch_size must\b", "--batch-size must"),
+    (r"\(e\.g\. batch_size=(\d+)\)", r"(e.g. --batch-size \1)"),
+    (r" \(batch_size=, --batch-size\)", " (--batch-size)"),
+    (r" or fewer steps per chunk \([^)]*\)", ""),  # no flag sets the chunk size
+    (r"\btarget_T=(\d+)", r"--target-T \1"),
+)
+
+
+def in_cli_words(message: str) -> str:
+    """A library error message with its parameter names replaced by the CLI's flags (CLI_WORDS)."""
+    for pattern, replacement in CLI_WORDS:
+        message = re.sub(pattern, replacement, message)
+    return message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -460,7 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except SnnConvertError as e:
-        print(f"snnconvert {args.command}: error: {e}", file=sys.stderr)
+        print(f"snnconvert {args.command}: error: {in_cli_words(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:  # a file the library did not expect to fail: name it, no traceback
         where = f" {e.filename!r}" if e.filename else ""

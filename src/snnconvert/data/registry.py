@@ -1,18 +1,21 @@
-"""Dataset registry: names -> (info, builder). Dataset modules register themselves on import."""
+"""Dataset registry: names -> (info, builder). Dataset modules register themselves on import.
+DataRecord: what a trained model records of its data, and the choice of data for a later command."""
 from __future__ import annotations
 
 import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..schema import Doc
 
 DATA_ENV = "SNNCONVERT_DATA"
+DEFAULT_DATASET = "digits"  # what a command uses when neither its arguments nor a record name a dataset
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,96 @@ def default_root(root: str | Path | None) -> Path:
     if root is not None:
         return Path(root).expanduser()
     return Path(os.environ.get(DATA_ENV, "data")).expanduser()
+
+
+def fixed_shape_infos() -> list[DatasetInfo]:
+    """The DatasetInfo of every registered dataset whose shape is known without its files (all but
+    those, like imagefolder, whose info needs a root)."""
+    out = []
+    for name in DATASETS.names():
+        try:
+            out.append(dataset_info(name))
+        except ConfigError:
+            continue
+    return out
+
+
+def shape_text(shape: tuple[int, ...] | list[int]) -> str:
+    """(1, 28, 28) -> '1x28x28'."""
+    return "x".join(str(d) for d in shape)
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """The data a model was trained on, as `model.json` records it (top-level keys dataset, input_shape
+    [C, H, W], num_classes, data_dir: an absolute path, only when one was given) and `snn.json` (the
+    same keys under method.data)."""
+
+    dataset: str | None
+    input_shape: tuple[int, int, int] | None = None
+    num_classes: int | None = None
+    data_dir: str | None = None
+
+    @classmethod
+    def of(cls, info: DatasetInfo, data_dir: str | Path | None) -> "DataRecord":
+        """The record of training (or converting) on `info`'s data read from `data_dir` (made absolute)."""
+        root = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
+        return cls(info.name, tuple(info.input_shape), info.num_classes, root)  # type: ignore[arg-type]
+
+    @classmethod
+    def read(cls, fields: Mapping[str, Any] | None, source: str, path: str = "") -> "DataRecord | None":
+        """The record in `fields` (a model card, or snn.json's method.data: `path`), None when it names
+        no dataset and no shape; CheckpointError naming `source`, the key and what was expected when a
+        value is malformed."""
+        if fields is None:
+            return None
+        doc = Doc(fields, source, path)
+        dataset, shape, classes, root = (doc.get(k) for k in ("dataset", "input_shape", "num_classes", "data_dir"))
+        if dataset is None and shape is None:
+            return None
+        return cls(None if dataset is None else dataset.as_str(), None if shape is None else _shape(shape),
+                   None if classes is None else classes.as_int(minimum=1), None if root is None else root.as_str())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys to save (those known)."""
+        out = {"dataset": self.dataset, "input_shape": None if self.input_shape is None else list(self.input_shape),
+               "num_classes": self.num_classes, "data_dir": self.data_dir}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def describe(self) -> str:
+        """'mnist (1x28x28)', for messages."""
+        shape = f" ({shape_text(self.input_shape)})" if self.input_shape else ""
+        return f"{self.dataset or 'unrecorded data'}{shape}"
+
+    def choose(self, dataset: str | None, data_dir: str | None) -> tuple[str, str | None]:
+        """(dataset, data directory) for a later command: the given ones, else the recorded ones (the
+        directory only for the recorded dataset, and only while it exists), else DEFAULT_DATASET."""
+        name = dataset or self.dataset or DEFAULT_DATASET
+        same = self.dataset is not None and self.dataset in DATASETS and DATASETS.resolve(name) == DATASETS.resolve(
+            self.dataset)
+        if data_dir is None and same and self.data_dir is not None and Path(self.data_dir).is_dir():
+            data_dir = self.data_dir
+        return name, data_dir
+
+    def check(self, info: DatasetInfo, given: str) -> None:
+        """ConfigError naming both when `info`'s images or classes are not the recorded ones; `given`
+        says where the data came from in the caller's words (e.g. "--dataset cifar10")."""
+        if self.input_shape is not None and tuple(info.input_shape) != tuple(self.input_shape):
+            raise ConfigError(f"the model was trained on {self.describe()}; {given} gives "
+                              f"{shape_text(info.input_shape)} images")
+        if self.num_classes is not None and info.num_classes != self.num_classes:
+            raise ConfigError(f"the model was trained on {self.dataset or 'data'} with {self.num_classes} classes; "
+                              f"{given} has {info.num_classes} classes")
+
+
+def choose_data(record: DataRecord | None, dataset: str | None, data_dir: str | None) -> tuple[str, str | None]:
+    """DataRecord.choose, with DEFAULT_DATASET when nothing is recorded."""
+    return (record or DataRecord(None)).choose(dataset, data_dir)
+
+
+def _shape(doc: Doc) -> tuple[int, int, int]:
+    items = doc.items()
+    if len(items) != 3:
+        raise doc.fail("a list [C, H, W] of 3 integers >= 1")
+    c, h, w = (d.as_int(minimum=1) for d in items)
+    return c, h, w

@@ -1,11 +1,11 @@
-"""A small CNN for scikit-learn's 8x8 digits (also fits MNIST with input_size=28)."""
+"""A small CNN for scikit-learn's 8x8 digits and 28x28 MNIST / Fashion-MNIST (input_size from the data)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .registry import register_model
+from .registry import InputOptions, register_model
 
 
 def _conv_block(cin: int, cout: int, batch_norm: bool) -> list[nn.Module]:
@@ -40,7 +40,9 @@ class DigitsCNN(nn.Module):
         return self.fc(self.flatten(self.features(x)))
 
 
-@register_model
+@register_model(inputs=InputOptions(channels="in_channels", size="input_size"))
 def digits_cnn(num_classes: int = 10, in_channels: int = 1, input_size: int = 8, batch_norm: bool = True) -> nn.Module:
-    """DigitsCNN for [N, 1, 8, 8] inputs (about 24k parameters)."""
+    """Conv16-conv32-avgpool-conv64-avgpool-linear with BN, for C x S x S images, S a multiple of 4:
+    8x8 digits (26k parameters), 28x28 MNIST (55k). The default model; `snnconvert train` sets
+    in_channels and input_size from the dataset."""
     return DigitsCNN(num_classes, in_channels, input_size, batch_norm)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .registry import register_model
+from .registry import InputOptions, register_model
 
 
 class BasicBlock(nn.Module):
@@ -108,14 +108,14 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-@register_model
+@register_model(inputs=InputOptions())  # any H x W: global average pooling
 def resnet18(num_classes: int = 10, in_channels: int = 3, cifar_stem: bool = False, stem_pool: str = "max") -> nn.Module:
     """ResNet-18 (11.7M params with 1000 classes); torchvision-compatible names. Use num_classes=1000
     for ImageNet weights and cifar_stem=True for 32x32 inputs."""
     return ResNet([2, 2, 2, 2], num_classes, in_channels, cifar_stem, stem_pool)
 
 
-@register_model
+@register_model(inputs=InputOptions())  # any H x W: global average pooling
 def resnet34(num_classes: int = 10, in_channels: int = 3, cifar_stem: bool = False, stem_pool: str = "max") -> nn.Module:
     """ResNet-34 (21.8M params with 1000 classes); torchvision-compatible names."""
     return ResNet([3, 4, 6, 3], num_classes, in_channels, cifar_stem, stem_pool)

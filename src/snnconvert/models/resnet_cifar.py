@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .registry import register_model
+from .registry import InputOptions, register_model
 from .resnet import init_resnet, make_stage
 
 
@@ -40,7 +40,7 @@ class CifarResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-@register_model
+@register_model(inputs=InputOptions())  # any H x W: global average pooling
 def resnet20(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """ResNet-20 for 32x32 inputs, option-B shortcuts (0.27M params)."""
     return CifarResNet(20, num_classes, in_channels)

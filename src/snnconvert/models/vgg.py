@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .registry import register_model
+from .registry import InputOptions, register_model
 
 Cfg = Sequence[Union[int, str]]
 CFGS: dict[str, list[int | str]] = {
@@ -145,18 +145,19 @@ def _cifar_vgg(name: str, params: str) -> Callable[..., nn.Module]:
     build.__name__ = build.__qualname__ = name
     build.__doc__ = (f"{name.upper().replace('VGG', 'VGG-')} for CIFAR ({params} params). Defaults: "
                      "batch_norm=True, pool=\"avg\", bias=True, dropout=0.5.")
-    return register_model(build)
+    return register_model(build, inputs=InputOptions(min_size=32))  # five 2x2 poolings
 
 
 vgg11 = _cifar_vgg("vgg11", "9.2M")
 vgg16 = _cifar_vgg("vgg16", "15M")
 
 
-@register_model
+@register_model(inputs=InputOptions(min_size=8))  # three 2x2 poolings, then global average pooling
 def vgg_small(num_classes: int = 10, in_channels: int = 3, batch_norm: bool | None = None, pool: str | None = None,
               bias: bool | None = None, dropout: float | None = None, conv_dropout: float | None = None,
               constrained: bool = False, width: int = 64) -> nn.Module:
     """w-w-pool-2w-2w-pool-4w-4w-pool, global average pool, linear; w = `width` (64: 1.15M params).
+    Any C x H x W input with H, W >= 8 (MNIST too: `snnconvert train` sets in_channels from the data).
 
     Intent: a CIFAR-10 model small enough to train on a CPU. Measured on this project's 2 CPU
     cores (batch 128, fp32, SGD lr 0.05 cosine, crop+flip): width 32 (0.29M parameters) takes
