@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -314,14 +315,14 @@ def _evaluate(args: argparse.Namespace) -> None:
         res = res.reduce_across_ranks()
         if not job.is_main:
             return
+        write_json_atomic(out, res.to_dict())  # the results first: printing may fail (a closed pipe)
+        written = plot_evaluation(res, plots, label=snn.method.get("name")) if plots is not None else {}
         print(evaluation_summary(res, snn=snn))
         if res.mean_steps is not None:
             shown = {k: v for k, v in res.exit_rule.items() if k != "thresholds"}
             print(f"early exit rule {shown}")
-        write_json_atomic(out, res.to_dict())
         print(f"results written to {out}")
-        if plots is not None:
-            written = plot_evaluation(res, plots, label=snn.method.get("name"))
+        if written:
             print("plots written: " + ", ".join(str(p) for p in written.values()))
 
 
@@ -601,6 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except SnnConvertError as e:
         print(f"snnconvert {args.command}: error: {in_cli_words(str(e))}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as e:  # a file the library did not expect to fail: name it, no traceback
         where = f" {e.filename!r}" if e.filename else ""
