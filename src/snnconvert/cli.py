@@ -319,8 +319,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         written = plot_evaluation(res, plots, label=snn.method.get("name")) if plots is not None else {}
         print(evaluation_summary(res, snn=snn))
         if res.mean_steps is not None:
-            shown = {k: v for k, v in res.exit_rule.items() if k != "thresholds"}
-            print(f"early exit rule {shown}")
+            shown = ", ".join(f"{k}={v}" for k, v in res.exit_rule.items() if not isinstance(v, (dict, list)))
+            print(f"early exit rule: {shown}")
         print(f"results written to {out}")
         if written:
             print("plots written: " + ", ".join(str(p) for p in written.values()))
