@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -81,3 +83,23 @@ def test_any_chunking_gives_the_same_output(run, cuts):
         parts.append(neuron(x[t:t + c]))
         t += c
     assert torch.equal(torch.cat(parts), whole)
+
+
+@SETTINGS
+@given(st.floats(0.01, 1.0), st.floats(0.1, 3.0), st.integers(1, 120))
+def test_hard_reset_with_constant_input_fires_in_lock_step_every_ceil_theta_over_z(z_frac, theta, T):
+    """The mechanism of the hard-reset baseline's dips (README, benchmarks/hard_reset_oscillation.py):
+    every neuron with the same constant input z fires at t = p, 2p, ... with p = ceil(theta / z)."""
+    z = z_frac * theta
+    neuron = IFNeuron(theta, reset="hard")
+    fired = (neuron(torch.full((T, 3), z, dtype=torch.float64)) > 0).tolist()
+    theta32 = float(neuron.threshold)
+    expected, v = [], 0.0
+    for _ in range(T):  # the hard-reset equation in float64, with the threshold as the neuron holds it
+        v += z
+        expected.append(v >= theta32)
+        v = 0.0 if v >= theta32 else v
+    assert all(row == [e] * 3 for row, e in zip(fired, expected))
+    p = next((t for t, e in enumerate(expected, 1) if e), None)
+    if p is not None and abs(theta32 / z - round(theta32 / z)) > 1e-6:  # away from ties, p = ceil(theta/z)
+        assert p == math.ceil(theta32 / z) and all(e == (t % p == 0) for t, e in enumerate(expected, 1))
