@@ -3,6 +3,7 @@ per-layer errors, per-layer firing rate versus time step. Every file is written 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..files import atomic_write
@@ -38,6 +39,17 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def _finish(fig: Any, ax: Any, ylabel: str, title: str, path: str | Path) -> Path:
+    """Labels, grid and a two-column legend of a per-layer plot over time steps; atomic PNG write."""
+    ax.set_xlabel("time step t")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_layer_errors(steps: list[int], errors: dict[str, list[float]], path: str | Path,
                       title: str = "per-layer relative error against the ANN") -> Path:
     """One line per neuron layer: ||m_l(t) - a_l|| / ||a_l|| over t (log-log); atomic PNG write."""
@@ -48,13 +60,7 @@ def plot_layer_errors(steps: list[int], errors: dict[str, list[float]], path: st
         ax.plot(steps, err, marker="o", markersize=3, color=cmap(i / max(1, len(errors) - 1)), label=_legend_label(name))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("relative error of the mean output")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, "relative error of the mean output", title, path)
 
 
 def plot_accuracy_vs_T(rows: dict[str, list[float]], path: str | Path, ann: dict[str, float] | None = None,
@@ -94,13 +100,7 @@ def plot_firing_rates(result: SimulationResult, path: str | Path,
                 color=cmap(i / max(1, len(result.layers) - 1)), label=_legend_label(la.name))
     if result.T > 1:
         ax.set_xscale("log", base=2)
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("spikes per neuron at step t")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, "spikes per neuron at step t", title, path)
 
 
 def plot_evaluation(result: SimulationResult, directory: str | Path, label: str | None = None,
