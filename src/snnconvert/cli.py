@@ -273,7 +273,9 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"converted with method {m.get('name')} ({shown}); spiking model written to {args.out}")
     for layer, r in m.get("layerwise_calibration", {}).items():
         print(f"  {layer}: mean |error| {r['error_before']:.4f} before calibration"
-              + (f", {r['error_after_bias']:.4f} after the bias" if "error_after_bias" in r else ""))
+              + (f"; the bias change raised it to {r['error_after_reverted_bias']:.4f}, so it was undone"
+                 if "error_after_reverted_bias" in r else
+                 f", {r['error_after_bias']:.4f} after the bias" if "error_after_bias" in r else ""))
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -6,7 +6,9 @@ calibration data: the per-channel mean of the ANN activation a_l and of the SNN'
 T steps m_l(T) differ by a systematic error e_c = E[a_l - m_l(T)] (quantisation, clipping, the
 start-up of deeper layers); e_c is added to the bias of the synaptic layer that feeds the neurons
 (through a residual addition, to the branch's own conv), which shifts the neurons' input, and so
-their mean output, by e_c. Potential calibration then measures the error that is left, r_c, and
+their mean output, by e_c. (Where the shift moves many neurons across zero, the mean output does
+not follow it one for one; with potential calibration the error is measured again, and a bias
+change that raised it is undone.) Potential calibration then measures the error that is left, r_c, and
 adds r_c * T to the neurons' initial potential V(0) (a charge of r_c T shifts the spike count over T
 steps by r_c T / theta, the mean output by r_c): it also reaches layers with no bias of their own to
 correct, and acts on the first steps, where the bias alone is slow. Thresholds and the ANN stay as
@@ -129,11 +131,20 @@ def calibrate_layerwise(snn: SpikingModel, reference: Program, data: Any, steps:
                     if layer.bias is None:
                         n = layer.out_channels if hasattr(layer, "out_channels") else layer.out_features
                         layer.bias = nn.Parameter(torch.zeros(n, device=snn.device), requires_grad=False)
-                    layer.bias += error.flatten().to(layer.bias)
+                    correction = error.flatten().to(layer.bias)
+                    layer.bias += correction
                 entry["bias_mean_abs_correction"] = float(error.abs().mean())
                 if potential:
-                    error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size, bar)
+                    after = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size, bar)
                     second_pass = True
+                    if after.abs().mean() > error.abs().mean():  # the shift moved neurons across zero: undo it
+                        with torch.no_grad():
+                            layer.bias -= correction
+                        entry["bias"] = (f"reverted: it raised the mean |error| to {float(after.abs().mean()):.4g}"
+                                         " (the shift changed which neurons fire)")
+                        entry["error_after_reverted_bias"] = float(after.abs().mean())
+                    else:
+                        error = after
             if potential and not second_pass and batches is not None:
                 bar.update(batches)  # the pass counted in the total that a layer left alone does not run
             if potential:
