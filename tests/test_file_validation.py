@@ -454,26 +454,27 @@ def dump(doc) -> str:
     return re.sub(rf'"{DEEP}(\d+)"', lambda m: nest(int(m.group(1))), json.dumps(doc, allow_nan=True))
 
 
+def fuzz_description(directory, name: str, load, tmp_path, data) -> None:
+    """A copy of `directory` whose JSON file `name` is mutated (the weights, and so their hash, stay)
+    loads or gives a library error."""
+    good = json.loads((directory / name).read_text())
+    d = tmp_path / "fuzz"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(directory, d)
+    (d / name).write_text(dump(data.draw(mutated(good))))
+    loads_or_library_error(load, d)
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_snn_json_loads_or_gives_a_library_error(snn_dir, tmp_path, data):
-    good = json.loads((snn_dir / "snn.json").read_text())
-    d = tmp_path / "fuzz"
-    shutil.rmtree(d, ignore_errors=True)
-    shutil.copytree(snn_dir, d)
-    (d / "snn.json").write_text(dump(data.draw(mutated(good))))  # the weights, and so their hash, stay
-    loads_or_library_error(snnconvert.load, d)
+    fuzz_description(snn_dir, "snn.json", snnconvert.load, tmp_path, data)
 
 
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_model_json_loads_or_gives_a_library_error(model_dir, tmp_path, data):
-    good = json.loads((model_dir / "model.json").read_text())
-    d = tmp_path / "fuzz"
-    shutil.rmtree(d, ignore_errors=True)
-    shutil.copytree(model_dir, d)
-    (d / "model.json").write_text(dump(data.draw(mutated(good))))
-    loads_or_library_error(load_model, d)
+    fuzz_description(model_dir, "model.json", load_model, tmp_path, data)
 
 
 @FUZZ
