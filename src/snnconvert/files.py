@@ -86,6 +86,13 @@ def check_output_dir(path: str | Path, inputs: Iterable[str | Path] = (), flag: 
     return check_writable_dir(p)
 
 
+def _seal(path: str | Path) -> None:
+    """fsync a written file and give it ordinary permissions (mkstemp makes 0600)."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    os.chmod(path, _umask_mode())
+
+
 def _umask_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -103,9 +110,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600
+        _seal(tmp)
         os.replace(tmp, path)
         _remove_stale_temporaries(path)
     except BaseException as e:
@@ -241,8 +246,8 @@ def finish_interrupted_write(directory: str | Path) -> None:
 class DirectoryWrite:
     """`with DirectoryWrite(d) as w: w.write(name, fill); w.write_json(name, data)` replaces those files
     of `d` as one whole when the block ends without error (see the protocol above); on an error nothing
-    of `d` changes. `w.path(name)` is where a file written in this block is, for reading it back (e.g.
-    to hash it). Files of `d` not written in the block stay as they are."""
+    of `d` changes. `write` returns where the new file is until then, for reading it back (e.g. to hash
+    it). Files of `d` not written in the block stay as they are."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = ensure_writable_dir(directory)
@@ -255,19 +260,14 @@ class DirectoryWrite:
         self._lock.__enter__()
         return self
 
-    def path(self, name: str) -> Path:
-        return _pending(self.directory, name)
-
     def write(self, name: str, fill: Callable[[str], None]) -> Path:
         """`fill(tmp_name)` writes the new content of `name`; it is fsync'ed, and committed at the block's end."""
         if "/" in name or name.startswith(".") or name in self._names:
             raise ValueError(f"bad or repeated file name {name!r}")
-        p = self.path(name)
+        p = _pending(self.directory, name)
         self._names.append(name)
         _wrapped_write(p, fill)
-        with open(p, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(p, _umask_mode())
+        _seal(p)
         return p
 
     def write_json(self, name: str, data: Any) -> Path:
@@ -281,7 +281,7 @@ class DirectoryWrite:
                 _roll_forward(self.directory)
             else:
                 for name in self._names:
-                    self.path(name).unlink(missing_ok=True)
+                    _pending(self.directory, name).unlink(missing_ok=True)
         finally:
             self._lock.__exit__(None, None, None)
 
