@@ -95,8 +95,8 @@ def main() -> None:
     print(table)
     for claim, n in summary["conclusions_holding"].items():
         print(f"{n}/{len(runs)} seeds: {claim}")
-    out = {"command": "python benchmarks/demo_seeds.py " + " ".join(f"--seeds {' '.join(map(str, args.seeds))}".split())
-           + f" --epochs {args.epochs} --T {args.T}", "seeds": args.seeds, "summary": summary, "markdown": table,
+    out = {"command": f"python benchmarks/demo_seeds.py --seeds {' '.join(map(str, args.seeds))} "
+                      f"--epochs {args.epochs} --T {args.T}", "seeds": args.seeds, "summary": summary, "markdown": table,
            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "seconds": time.perf_counter() - start,
            "runs": [{k: r[k] for k in ("ann_accuracy", "table", "fastsnn_table", "conclusions", "seconds")}

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..batches import iter_batches
+from ..batches import count_samples, iter_batches
 from ..errors import ConfigError
 from ..evaluation import eval_mode
 from ..graph import trace
 from ..simulation import SpikingModel
-from ..simulation.budget import RunClock, check_fits, count_samples, estimate_run, probe
+from ..simulation.budget import RunClock, check_fits, estimate_run, probe
 from ..simulation.engine import check_count, check_steps
 from ..simulation.simulate import auto_chunk
 

@@ -45,7 +45,6 @@ from typing import Literal
 
 import torch
 
-from ..batches import count_samples  # noqa: F401  (re-exported: simulate, diagnose, exit_fit)
 from ..errors import ConfigError
 from ..graph import LAYER
 from ..graph.ops import SYNAPTIC_TYPES

@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 
-from ..batches import iter_batches
+from ..batches import count_samples, iter_batches
 from ..errors import ConfigError
 from .early_exit import ExitOnMargin, running_margin
 from .encoding import Direct, Encoder
-from .budget import RunClock, check_fits, count_samples, estimate_run, probe
+from .budget import RunClock, check_fits, estimate_run, probe
 from .engine import DEFAULT_CHUNK, SpikingModel, check_count, check_steps
 
 

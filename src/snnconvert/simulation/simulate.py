@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..batches import iter_batches, progress_bar
+from ..batches import count_samples, iter_batches, progress_bar
 from ..errors import ConfigError
 from ..evaluation import accuracy, eval_mode
 from ..graph import LAYER, Program, trace
 from ..graph.ops import SYNAPTIC_TYPES
 from .early_exit import ExitRule, ExitTracker
 from .encoding import Direct, Encoder
-from .budget import RunClock, check_fits, count_samples, estimate_run, probe
+from .budget import RunClock, check_fits, estimate_run, probe
 from .engine import SpikingModel, check_count, check_steps
 from .record import Recorder, fanout_map
 from .result import LayerActivity, SimulationResult

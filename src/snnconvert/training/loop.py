@@ -89,9 +89,9 @@ def train(
         lr = config.lr_at(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        stream = (config.seed, epoch, *([rank] if world > 1 else []))
-        reseed_augmentation(train_set, _epoch_seed(*stream))  # augmentation, like the order, from (seed, epoch)
-        with _epoch_rng(*stream[:2], device, *stream[2:]):
+        ranked = [rank] if world > 1 else []
+        reseed_augmentation(train_set, _epoch_seed(config.seed, epoch, *ranked))  # like the order: (seed, epoch)
+        with _epoch_rng(config.seed, epoch, device, *ranked):
             loss, acc = _train_one_epoch(net, train_set, optimizer, params, config, epoch, device)
         distributed.broadcast_buffers(model)
         _check_finite_weights(model, epoch + 1)
