@@ -5,8 +5,8 @@
     python benchmarks/accuracy_latency.py --model-dir runs/vgg_small_cifar10 ...   # an existing ANN
 
 Trains (or loads) the ANN, trains 3- and 2-bit QANNs progressively from it, converts with every
-method (baseline max / 99.9%, RMP alpha 1 / lower, SNM neuron-wise, Fast-SNN 3 and 2 bits before and
-after layer-wise fine-tuning), simulates each ONCE to its largest T on the test split, and writes
+method (baseline max / 99.9%, RMP alpha 1 / lower, SNM neuron-wise and with V(0) = theta/2, the
+calibrated preset for --calibrated-targets, Fast-SNN 3 and 2 bits before and after layer-wise fine-tuning), simulates each ONCE to its largest T on the test split, and writes
 JSON (accuracy at every t, steps to come within 1% and 0.1%, firing rates and energy there, the
 hard-vs-soft-reset step ratio) plus a PNG plot, with the command, the machine and the wall time.
 
@@ -78,6 +78,9 @@ def main() -> None:
     p.add_argument("--fast-T", type=int, default=None,
                    help="largest T simulated for Fast-SNN (default 2^(b+1): 16 for 3 bits, 8 for 2 bits)")
     p.add_argument("--snm-T", type=int, default=256, help="largest T simulated for SNM")
+    p.add_argument("--calibrated-targets", type=int, nargs="*", default=[4, 8, 16],
+                   help="target T of the calibrated preset's runs (none: skip them)")
+    p.add_argument("--calibrated-T", type=int, default=64, help="largest T simulated for the calibrated preset")
     p.add_argument("--limit", type=int, default=None, help="only the first N test images (default: all)")
     p.add_argument("--long-T", type=int, default=None,
                    help="also run baseline, RMP and SNM to this T on the first --long-limit test images")
@@ -157,6 +160,11 @@ def main() -> None:
         "RMP, alpha=1": (lambda: sc.convert(ann, calib[:256], "rmp"), args.max_T),
         "RMP, alpha=0.5": (lambda: sc.convert(ann, calib[:256], "rmp", scale=0.5), args.max_T),
         "SNM, neuron-wise": (lambda: sc.convert(ann, calib, "snm"), args.snm_T),
+        # beyond the papers: V(0) = theta/2 and post-training calibration for a target T (low_latency.py
+        # compares more variants at few steps)
+        "SNM, V(0)=theta/2": (lambda: sc.convert(ann, calib, "snm", v_init=0.5), args.snm_T),
+        **{f"calibrated target_T={t}": ((lambda t=t: sc.convert(ann, calib, "calibrated", target_T=t)),
+                                        args.calibrated_T) for t in args.calibrated_targets},
     }
     snns = {label: make() for label, (make, _) in float_methods.items()}
     for label, (_, T) in float_methods.items():
@@ -175,6 +183,8 @@ def main() -> None:
         n_long = min(args.long_limit, len(y_test))
         long_ann_acc = evaluate_accuracy(ann, TensorDataset(x_test[:n_long], y_test[:n_long]))
         for label in float_methods:
+            if label.startswith("calibrated") or "theta/2" in label:  # few-step variants: no long run
+                continue
             T = (args.long_snm_T or args.long_T) if label.startswith("SNM") else args.long_T
             run(label, snns[label], T, long_ann_acc, ann, into=long_runs, limit=n_long)
 

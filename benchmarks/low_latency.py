@@ -54,6 +54,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "calibrated target_T=4": ("calibrated", {"target_T": 4}),
     "calibrated target_T=8": ("calibrated", {"target_T": 8}),
     "calibrated target_T=16": ("calibrated", {"target_T": 16}),
+    "calibrated target_T=4, weight calibration": ("calibrated", {"target_T": 4, "weight_calibration": True}),
+    "calibrated target_T=8, weight calibration": ("calibrated", {"target_T": 8, "weight_calibration": True}),
+    "calibrated target_T=16, weight calibration": ("calibrated", {"target_T": 16, "weight_calibration": True}),
 }
 
 

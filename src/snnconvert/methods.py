@@ -18,7 +18,7 @@ from .schema import Doc, as_doc
 
 # The fields of a preset a caller may override, in the order the CLI lists them.
 OVERRIDES = ("neuron", "threshold", "percentile", "granularity", "scale", "v_init", "calibration_steps", "target_T",
-             "potential")
+             "potential", "weight_calibration")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class Method:
     """A conversion recipe. `rule` decides thresholds, `scale` multiplies them (RMP's alpha).
     `target_T`: after conversion, calibrate the biases (and, with `potential`, the initial membrane
     potentials) layer by layer for runs of that many steps (calibration.layerwise); None: no
-    post-conversion calibration."""
+    post-conversion calibration. `weight_calibration` (needs target_T): first tune each layer's
+    weights for that T (calibration.weights)."""
 
     name: str
     neuron: str
@@ -37,9 +38,13 @@ class Method:
     description: str = ""
     target_T: int | None = None
     potential: bool = True
+    weight_calibration: bool = False
 
     def __post_init__(self) -> None:
         NEURONS.resolve(self.neuron)  # ConfigError naming the neuron kinds if unknown
+        if self.weight_calibration and self.target_T is None:
+            raise ConfigError("weight calibration tunes the weights for a target number of time steps: give target_T "
+                              "too (or use method 'calibrated')")
         if self.target_T is not None and (isinstance(self.target_T, bool) or not isinstance(self.target_T, int)
                                           or self.target_T < 1):
             raise ConfigError(f"target_T (the time steps to calibrate for) must be an integer >= 1, got {self.target_T!r}")
@@ -54,13 +59,16 @@ class Method:
                "granularity": self.granularity.value, "scale": self.scale, "v_init": self.v_init}
         if self.target_T is not None:
             out.update(target_T=self.target_T, potential_calibration=self.potential)
+            if self.weight_calibration:
+                out.update(weight_calibration=True)
         return out
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this Method (method_from_config)."""
         return {"name": self.name, "neuron": self.neuron, "rule": self.rule.config(),
                 "granularity": self.granularity.value, "scale": self.scale, "v_init": self.v_init,
-                "description": self.description, "target_T": self.target_T, "potential": self.potential}
+                "description": self.description, "target_T": self.target_T, "potential": self.potential,
+                "weight_calibration": self.weight_calibration}
 
 
 def method_from_config(config: Mapping[str, Any] | Doc) -> Method:
@@ -69,6 +77,7 @@ def method_from_config(config: Mapping[str, Any] | Doc) -> Method:
     doc = as_doc(config, "bad method description")
     doc.check_keys(f.name for f in fields(Method))
     description, target_T, potential = doc.get("description"), doc.get("target_T"), doc.get("potential")
+    weights = doc.get("weight_calibration")
     neuron = doc["neuron"]
     try:
         NEURONS.resolve(neuron.as_str())
@@ -82,7 +91,8 @@ def method_from_config(config: Mapping[str, Any] | Doc) -> Method:
     return Method(doc["name"].as_str(), neuron.as_str(), rule_from_config(doc["rule"]), g, doc["scale"].as_number(),
                   doc["v_init"].as_number(), "" if description is None else description.as_str(),
                   None if target_T is None else target_T.as_int(minimum=1),
-                  True if potential is None else potential.as_bool())
+                  True if potential is None else potential.as_bool(),
+                  False if weights is None else weights.as_bool())
 
 
 METHODS: Registry[Method] = Registry("method", sep="")
@@ -143,6 +153,8 @@ def resolve_method(method: str | Method, **overrides: Any) -> Method:
         changes["target_T"] = t
     if overrides.get("potential") is not None:
         changes["potential"] = bool(overrides["potential"])
+    if overrides.get("weight_calibration") is not None:
+        changes["weight_calibration"] = bool(overrides["weight_calibration"])
     rule = changes.get("rule", m.rule)
     if isinstance(rule, ErrorMinimising):  # the search is made for the method's T and V(0)
         target = changes.get("target_T", m.target_T)

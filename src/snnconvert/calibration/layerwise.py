@@ -11,8 +11,9 @@ not follow it one for one; with potential calibration the error is measured agai
 change that raised it is undone.) Potential calibration then measures the error that is left, r_c, and
 adds r_c * T to the neurons' initial potential V(0) (a charge of r_c T shifts the spike count over T
 steps by r_c T / theta, the mean output by r_c): it also reaches layers with no bias of their own to
-correct, and acts on the first steps, where the bias alone is slow. Thresholds and the ANN stay as
-they are.
+correct, and acts on the first steps, where the bias alone is slow. Optionally, before the bias
+step of each layer, weight calibration (calibration.weights) tunes the weights of the layer that
+feeds the neurons. Thresholds and the ANN stay as they are.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ..batches import count_batches, iter_batches, progress_bar
 from ..graph import LAYER, Node, Program, Ref, is_addition
 from ..simulation import SpikingModel
 from .statistics import run_checked
+from .weights import WeightCalibration, calibrate_weights
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -100,17 +102,25 @@ def snn_channel_mean(snn: SpikingModel, data: Any, name: str, steps: int, batch_
 
 
 def calibrate_layerwise(snn: SpikingModel, reference: Program, data: Any, steps: int, batch_size: int = 256,
-                        potential: bool = True, progress: bool = False) -> dict[str, dict[str, Any]]:
+                        potential: bool = True, progress: bool = False,
+                        weights: WeightCalibration | None = None) -> dict[str, dict[str, Any]]:
     """Bias calibration, then (with `potential`) potential calibration, layer by layer in place
-    (module docstring). `reference` is the traced ANN (its node names are the SNN's). Returns, per
+    (module docstring); with `weights`, each layer's feeding weights are first tuned for `steps`
+    (calibration.weights). `reference` is the traced ANN (its node names are the SNN's). Returns, per
     neuron layer, the corrections made (mean absolute bias correction, the error left after it,
-    the mean absolute V(0) offset) or why the bias was left alone. `progress`: a bar on stderr over
-    the passes x batches (one ANN pass; per layer one SNN pass, two with `potential`)."""
+    the mean absolute V(0) offset, the weight calibration's report) or why the bias was left alone.
+    `progress`: a bar on stderr over the passes x batches (one ANN pass; per layer one SNN pass, two
+    with `potential`, and one SNN and one ANN pass with `weights`)."""
     nodes = snn.program.activation_nodes()
     names = [n.name for n in nodes]
     batches = count_batches(data, batch_size)
     passes = 1 + len(nodes) * (2 if potential else 1)
-    bar = progress_bar("layer-wise calibration", None if batches is None else batches * passes, progress)
+    if weights is not None:  # an SNN pass and an ANN pass per layer, over at most weights.samples samples
+        w_batches = batches if batches is None else min(batches, -(-weights.samples // batch_size))
+        passes_w = 0 if w_batches is None else 2 * w_batches * len(nodes)
+    else:
+        w_batches, passes_w = None, 0
+    bar = progress_bar("layer-wise calibration", None if batches is None else batches * passes + passes_w, progress)
     with bar:
         target = ann_channel_means(reference, data, names, batch_size, bar)
         report: dict[str, dict[str, Any]] = {}
@@ -119,6 +129,12 @@ def calibrate_layerwise(snn: SpikingModel, reference: Program, data: Any, steps:
             bar.set_postfix_str(f"layer {li + 1}/{len(nodes)} {node.name}", refresh=False)
             entry: dict[str, Any] = {}
             layer = feeding_layer(snn.program, node)
+            if weights is not None:
+                if layer is not None:
+                    entry["weights"] = calibrate_weights(snn, reference, node, layer, data, steps, weights, batch_size,
+                                                         bar)
+                elif w_batches is not None:
+                    bar.update(2 * w_batches)  # the passes counted in the total that this layer does not run
             error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size, bar)
             second_pass = False
             entry["error_before"] = float(error.abs().mean())
