@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"conversion"},   # convert(): ANN -> SpikingModel
     {"finetune"},     # SNN stages after conversion (Fast-SNN layer-wise fine-tuning)
     {"io"},           # save/load of spiking models, weight files
+    {"interop"},      # exchange formats: NIR export and import
     {"data", "models", "report"},  # datasets, the model zoo, tables and plots
     {"training"},     # ANN training (config, one epoch loop, evaluation, checkpoints)
     {"quantization"},  # Fast-SNN QANNs: QuantReLU, quantize(), progressive training

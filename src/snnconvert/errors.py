@@ -36,3 +36,8 @@ class OutputError(SnnConvertError, OSError):
 
 class EmptyDataError(CalibrationError, DataError):
     """Data (for calibration, simulation, training or evaluation) that holds no sample at all."""
+
+
+class ExportError(SnnConvertError, ValueError):
+    """A spiking model that the requested exchange format cannot express (the message names the layer and
+    why), or an export whose optional package is not installed."""

@@ -307,3 +307,19 @@ def _build_model(doc: Doc, tensors: dict[str, torch.Tensor], version: int) -> Sp
     return SpikingModel(program, {} if method is None else method.as_object(),
                         None if default_T is None else default_T.as_int(minimum=1),
                         None if method_config is None else method_config.as_object())
+
+
+def from_description(description: dict[str, Any], tensors: dict[str, torch.Tensor], source: str) -> SpikingModel:
+    """The SpikingModel that `description` (a dict in snn.json's format; no weights hash) and `tensors` (its
+    state_dict, the layers' tensors under "program.layers.KEY.NAME") describe, built and checked exactly as
+    load() builds a saved model (CheckpointError naming `source`). For readers of other formats
+    (interop.nir_import), which translate a file into this one rather than building modules themselves."""
+    doc = Doc(description, source)
+    try:
+        snn = _build_model(doc, tensors, VERSION)
+        load_state(snn, tensors, source, assign=True)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"cannot build a spiking model from {source!r}: {e}") from e
+    return snn.eval()
