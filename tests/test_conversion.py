@@ -83,17 +83,19 @@ def test_all_spellings_in_one_model_give_six_neurons():
     assert all(isinstance(n, snnconvert.SNMNeuron) for n in snn.neurons().values())
 
 
-def test_clamp_with_a_max_is_not_a_relu():
+def test_clamp_with_a_max_converts_capped_and_a_negative_min_is_refused():
     class Clip(nn.Module):
-        def __init__(self):
+        def __init__(self, lo: float):
             super().__init__()
-            self.fc = nn.Linear(4, 4)
+            self.fc, self.out, self.lo = nn.Linear(4, 4), nn.Linear(4, 2), lo
 
         def forward(self, x):
-            return F.relu(self.fc(x)).clamp(min=0, max=1)  # clamp(0, 1) is not a ReLU
+            return self.out(self.fc(x).clamp(min=self.lo, max=1))
 
-    with pytest.raises(UnsupportedOperationError, match="clamp"):
-        snnconvert.convert(Clip(), torch.randn(8, 4), "snm")
+    snn = snnconvert.convert(Clip(0.0), torch.randn(8, 4), "snm")  # clamp(0, 1): a clipped ReLU
+    assert [n.threshold_cap for n in snn.neurons().values()] == [1.0]
+    with pytest.raises(UnsupportedOperationError, match=r"\.clamp\(x, min=-1.0, max=1\).*not ReLU-like"):
+        snnconvert.convert(Clip(-1.0), torch.randn(8, 4), "snm")
 
 
 class BasicBlock(nn.Module):

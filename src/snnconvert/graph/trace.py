@@ -1,9 +1,11 @@
 """trace(model): an nn.Module -> a Program, with torch.fx.
 
 Tracing works on a deep copy (the user's model is never modified), folds eval-mode batch norm into
-the conv/linear feeding it, drops dropout and identity, and marks every ReLU-like activation (see
-patterns.py). Anything outside the op table raises UnsupportedOperationError naming the node and
-listing what is supported.
+the conv/linear feeding it (a batch norm fed by anything else, e.g. a concatenation, stays as a
+per-channel affine layer), drops dropout and identity, and marks every ReLU-like activation (see
+patterns.py; clipped ReLUs become ClippedReLU(cap)). A non-ReLU activation anywhere in the model is
+refused first, by name and location; anything else outside the op table raises
+UnsupportedOperationError naming the node and listing what is supported.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from ..errors import ModelError, UnsupportedOperationError
 from . import ops
-from .patterns import ACTIVATION_TYPES, StatefulModule, is_activation_call
+from .patterns import (ACTIVATION_TYPES, ActivationModule, ClippedReLU, StatefulModule, activation_cap,
+                       is_activation_node, non_relu_activation)
 from .program import ACTIVATION, FUNCTION, INPUT, LAYER, MAXPOOL, METHOD, OUTPUT, Node, Program, Ref
 
 
@@ -85,6 +88,56 @@ def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
     return f"{node.op} {node.target}"
 
 
+def _location(node: fx.Node, gm: fx.GraphModule) -> str:
+    """Where a node sits in the user's model: the module path of a module call, else the innermost
+    module whose forward() makes the call (torch.fx's nn_module_stack), else the top level."""
+    if node.op == "call_module":
+        return f"at '{node.target}'"
+    stack = [v[0] if isinstance(v, tuple) else v for v in (node.meta.get("nn_module_stack") or {}).values()]
+    stack = [p for p in stack if isinstance(p, str) and p]
+    return f"in the forward() of '{stack[-1]}'" if stack else "in the model's own forward()"
+
+
+def _refuse_non_relu(gm: fx.GraphModule) -> None:
+    """UnsupportedOperationError naming the first non-ReLU activation and counting all of them."""
+    found = [(node, name) for node in gm.graph.nodes if (name := non_relu_activation(node, gm)) is not None]
+    if not found:
+        return
+    node, name = found[0]
+    counts: dict[str, int] = {}
+    for _, n in found:
+        counts[n] = counts.get(n, 0) + 1
+    every = ", ".join(f"{n} x {c}" for n, c in counts.items())
+    raise UnsupportedOperationError(
+        f"cannot convert node '{node.name}': the activation {name} {_location(node, gm)} is not ReLU-like. "
+        "An integrate-and-fire neuron's firing rate is a clipped ReLU of its input, so only ReLU and "
+        "clipped ReLUs (min(max(x, 0), a)) convert; the model has "
+        f"{len(found)} non-ReLU activation{'s' if len(found) > 1 else ''} ({every}): retrain or fine-tune "
+        "it with ReLU (or ReLU6). " + ops.supported_summary())
+
+
+def _activation_module(node: fx.Node, gm: fx.GraphModule) -> nn.Module:
+    """The module an activation node runs in the Program (copied by the caller): the model's own
+    ActivationModule (QuantReLU), else nn.ReLU or ClippedReLU(cap) (never in-place: inputs may be captured)."""
+    if node.op == "call_module" and isinstance(gm.get_submodule(node.target), ActivationModule):
+        return gm.get_submodule(node.target)
+    cap = activation_cap(node, gm)
+    return nn.ReLU() if cap is None else ClippedReLU(cap)
+
+
+def _check_dims(node: fx.Node, name: str, unsupported) -> None:
+    """Refuse a rearrangement along dim 0: the spiking engine folds time into the batch dimension."""
+    if name not in ops.DIM_ARGUMENTS:
+        return
+    first, keywords = ops.DIM_ARGUMENTS[name]
+    rest = node.args[1:]
+    dims = list(rest[first:first + len(keywords)]) + [node.kwargs[k] for k in keywords if k in node.kwargs]
+    if name.endswith("chunk") and len(rest) < 2 and "dim" not in node.kwargs:
+        dims.append(0)  # chunk's dim defaults to 0
+    if any(isinstance(d, int) and d == 0 for d in dims):
+        raise unsupported(node, "it rearranges dimension 0, the batch, into which the spiking engine folds time")
+
+
 def fx_trace(model: nn.Module, leaf_types: tuple[type, ...] = ACTIVATION_TYPES) -> fx.GraphModule:
     """torch.fx-trace `model` (not copied here), leaf types kept whole; errors made readable."""
     try:
@@ -104,6 +157,7 @@ def trace(model: nn.Module, leaf_modules: tuple[type[nn.Module], ...] = (), fold
     _check_finite(model)
     model = copy.deepcopy(model).eval()
     gm = fx_trace(model, tuple(leaf_modules) + ACTIVATION_TYPES + (StatefulModule,))
+    _refuse_non_relu(gm)
     stats = _fold_batch_norm(gm) if fold_bn else {}
     program = _to_program(gm)
     program.preactivation_stats = stats
@@ -165,9 +219,9 @@ def _to_program(gm: fx.GraphModule) -> Program:
                                     "are not supported; use nn modules")
         elif node.op == "call_module":
             m = gm.get_submodule(node.target)
-            if isinstance(m, ACTIVATION_TYPES):
-                act = nn.ReLU() if isinstance(m, nn.ReLU) else m  # never in-place: inputs may be captured
-                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, act, fresh=True), (ref(args[0]),)))
+            if is_activation_node(node, gm):
+                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, _activation_module(node, gm), fresh=True),
+                                  (ref(args[0]),)))
             elif isinstance(m, ops.REMOVED_TYPES):
                 alias[node.name] = alias.get(args[0].name, args[0].name)
             elif isinstance(m, ops.MAXPOOL_TYPES):
@@ -181,21 +235,25 @@ def _to_program(gm: fx.GraphModule) -> Program:
                 raise unsupported(node)
         elif node.op == "call_function":
             fn = node.target
-            if is_activation_call(node.op, fn, args, kwargs):
-                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, nn.ReLU(), fresh=True), (ref(args[0]),)))
+            if is_activation_node(node, gm):
+                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, _activation_module(node, gm), fresh=True),
+                                  (ref(args[0]),)))
             elif fn in ops.DROPOUT_FUNCTIONS:
                 alias[node.name] = alias.get(args[0].name, args[0].name)
             elif fn in ops.MAXPOOL_FUNCTIONS:
                 pool = _maxpool_module(ops.MAXPOOL_FUNCTIONS[fn], args, kwargs, node, unsupported)
                 nodes.append(Node(node.name, MAXPOOL, layer_key(node.name, pool, fresh=True), (ref(args[0]),)))
             elif fn in ops.FUNCTION_NAMES:
+                _check_dims(node, ops.FUNCTION_NAMES[fn], unsupported)
                 nodes.append(Node(node.name, FUNCTION, ops.FUNCTION_NAMES[fn], ref(args), ref(kwargs)))
             else:
                 raise unsupported(node)
         elif node.op == "call_method":
-            if is_activation_call(node.op, node.target, args, kwargs):
-                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, nn.ReLU(), fresh=True), (ref(args[0]),)))
+            if is_activation_node(node, gm):
+                nodes.append(Node(node.name, ACTIVATION, layer_key(node.name, _activation_module(node, gm), fresh=True),
+                                  (ref(args[0]),)))
             elif node.target in ops.METHODS:
+                _check_dims(node, node.target, unsupported)
                 nodes.append(Node(node.name, METHOD, node.target, ref(args), ref(kwargs)))
             else:
                 raise unsupported(node)

@@ -5,6 +5,7 @@ shapes with io.weights.check_state_dict; a mismatch is a ModelError listing ever
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -50,5 +51,12 @@ def loads_torchvision_state_dict(model: nn.Module, path: str | Path) -> nn.Modul
     bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise ModelError(_listing(f"weights {str(path)!r} hold NaN/inf values in", bad))
-    model.load_state_dict(sd, strict=True)
+    state = OrderedDict(sd)
+    # Modules' format versions (torchvision's MNASNet refuses a state_dict without one): the file's keys
+    # and shapes were checked against this module's, so its versions are the module's own.
+    state._metadata = getattr(own, "_metadata", OrderedDict())  # type: ignore[attr-defined]
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError) as e:  # a module's own _load_from_state_dict may refuse
+        raise ModelError(f"weights {str(path)!r} do not load into {type(model).__name__}: {e}") from None
     return model

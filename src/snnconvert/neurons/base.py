@@ -1,6 +1,7 @@
 """SpikingNeuron: a module that owns its membrane state and runs the shared step over time."""
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Union
 
 import torch
@@ -31,6 +32,11 @@ class SpikingNeuron(StatefulModule):
     `v_init` is the initial membrane potential as a fraction of the threshold; `v_offset` (None
     unless set_initial_offset() gave one, e.g. by potential calibration) is added to it, in the
     units of the input: V(0) = v_init * theta + v_offset.
+    `threshold_cap` (None unless set_threshold_cap() gave one: a clipped ReLU such as ReLU6 was
+    converted) bounds the threshold: every threshold given to the neuron, now or later (threshold
+    balancing assigns it), is min(threshold, cap), so the rate output theta * s saturates at or below
+    the ANN's clip a. Thresholds below the cap are kept: they clip the ANN activation where it never
+    exceeded them on the calibration data.
     `kind` is the neuron's name in the registry (neurons.registry.NEURONS); config() describes the
     neuron for saving (the threshold is a tensor and goes with the weights).
     """
@@ -46,6 +52,7 @@ class SpikingNeuron(StatefulModule):
             raise ConfigError(f"v_init is a fraction of the threshold in [-1, 1], got {v_init}")
         self.v_init = float(v_init)
         self.register_buffer("v_offset", None)
+        self.threshold_cap: float | None = None
         self.register_buffer("v", None, persistent=False)
         self.register_buffer("n", None, persistent=False)
         self._ws: StepWorkspace | None = None
@@ -54,8 +61,29 @@ class SpikingNeuron(StatefulModule):
         self.fused_step: FusedStep | None = None
 
     def config(self) -> dict[str, Any]:
-        """{"kind": registry name, "v_init": ...}: with the threshold, enough to rebuild the neuron."""
-        return {"kind": self.kind, "v_init": self.v_init}
+        """{"kind": registry name, "v_init": ..., ("threshold_cap": a, if set)}: with the threshold, enough
+        to rebuild the neuron."""
+        out: dict[str, Any] = {"kind": self.kind, "v_init": self.v_init}
+        if self.threshold_cap is not None:
+            out["threshold_cap"] = self.threshold_cap
+        return out
+
+    def set_threshold_cap(self, cap: float | None) -> None:
+        """Keep the threshold <= `cap` (a finite number > 0) from now on, the current one included;
+        None removes the cap (the threshold stays as it is)."""
+        if cap is None:
+            self.threshold_cap = None
+            return
+        cap = float(cap)
+        if not (math.isfinite(cap) and cap > 0):
+            raise ConfigError(f"a threshold cap must be finite and > 0, got {cap!r}")
+        self.threshold_cap = cap
+        self.threshold = self.threshold  # re-assigned through __setattr__: capped
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "threshold" and isinstance(value, torch.Tensor) and getattr(self, "threshold_cap", None) is not None:
+            value = value.clamp(max=self.threshold_cap)
+        super().__setattr__(name, value)
 
     def set_initial_offset(self, offset: torch.Tensor | None) -> None:
         """Add `offset` (broadcastable like the threshold, finite) to the initial potential; None removes it."""
@@ -141,4 +169,5 @@ class SpikingNeuron(StatefulModule):
     def extra_repr(self) -> str:
         thr = self.threshold
         shown = f"{thr.item():.4g}" if thr.numel() == 1 else f"tensor{tuple(thr.shape)}"
-        return f"threshold={shown}, v_init={self.v_init}" + ("" if self.v_offset is None else ", v_offset=set")
+        cap = "" if self.threshold_cap is None else f", threshold_cap={self.threshold_cap:g}"
+        return f"threshold={shown}, v_init={self.v_init}{cap}" + ("" if self.v_offset is None else ", v_offset=set")

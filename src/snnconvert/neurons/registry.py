@@ -1,7 +1,7 @@
 """Neuron kinds by name: the one table that presets, saved models and the CLI choose neurons from.
 
 Each kind is a neuron class plus fixed constructor options (IF with hard or soft reset). A neuron's
-`config()` names its kind; `neuron_from_config(config, threshold)` rebuilds it.
+`config()` names its kind (and a threshold cap, if any); `neuron_from_config(config, threshold)` rebuilds it.
 """
 from __future__ import annotations
 
@@ -62,7 +62,11 @@ def neuron_from_config(config: Mapping[str, Any] | Doc, threshold: ThresholdLike
     except ConfigError as e:
         raise kind.error(str(e)) from None
     v_init = doc["v_init"].as_number()
+    cap = doc.get("threshold_cap")
+    cap_value = None if cap is None else cap.as_number()
     try:
-        return entry.build(threshold, v_init)
+        neuron = entry.build(threshold, v_init)
+        neuron.set_threshold_cap(cap_value)
+        return neuron
     except (ConfigError, TypeError, ValueError, RuntimeError) as e:
         raise doc.error(f"cannot build a {entry.name!r} neuron: {e}") from None

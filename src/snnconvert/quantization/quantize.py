@@ -9,7 +9,7 @@ from torch import nn
 
 from ..calibration import Granularity, Percentile, activation_statistics
 from ..errors import ConfigError
-from ..graph import fx_trace, is_activation_node, trace
+from ..graph import activation_cap, fx_trace, is_activation_node, trace
 from .quantizer import QuantReLU, check_bits
 
 
@@ -19,7 +19,8 @@ def quantize(model: nn.Module, bits: int, calibration_data: Any = None, percenti
     names) with every ReLU-like activation replaced by QuantReLU(bits): a = alpha * round(clamp(z /
     alpha, 0, 1) (2^b - 1)) / (2^b - 1), one learnable alpha per activation. The input and the last
     layer (which has no activation) stay unquantized. alpha starts at the `percentile` of the
-    activation's positive values on `calibration_data` when given, else at `default_alpha`.
+    activation's positive values on `calibration_data` when given, else at `default_alpha`; for a
+    clipped ReLU (ReLU6, Hardtanh(0, a), clamp(x, 0, a)) at most a.
     Activations that are already QuantReLU get the new bit width and keep their alpha.
     """
     check_bits(bits)
@@ -40,8 +41,10 @@ def quantize(model: nn.Module, bits: int, calibration_data: Any = None, percenti
             count += 1
             continue
         alpha = alphas.get(node.name, default_alpha)
+        alpha = alpha if alpha > 0 else default_alpha
+        cap = activation_cap(node, gm)  # a clipped ReLU (ReLU6): alpha starts inside its clip
         name = f"quant_{node.name}"
-        gm.add_submodule(name, QuantReLU(bits, alpha if alpha > 0 else default_alpha))
+        gm.add_submodule(name, QuantReLU(bits, alpha if cap is None else min(alpha, cap)))
         with gm.graph.inserting_after(node):
             new = gm.graph.call_module(name, (node.args[0],))
         node.replace_all_uses_with(new)
