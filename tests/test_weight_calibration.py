@@ -17,10 +17,11 @@ from snnconvert.models import create_model
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.floats(-0.5, 3.0), st.integers(1, 32), st.floats(0.0, 1.0), st.floats(-0.4, 0.4))
+@given(st.floats(-0.5, 1.7), st.integers(1, 32), st.floats(0.0, 1.0), st.floats(-0.4, 0.4))
 def test_the_surrogate_is_the_mean_output_of_a_soft_reset_neuron_with_constant_input(z, T, v_init, offset):
     theta = 1.7
     v0 = v_init * theta + offset
+    assume(-theta <= v0 < theta)  # with z <= theta too, one spike per step always suffices: the closed form holds
     level = (z * T + v0) / theta
     assume(abs(level - round(level)) > 1e-6)  # on a spike boundary float rounding decides either way
     v, spikes = v0, 0

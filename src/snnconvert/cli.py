@@ -268,11 +268,17 @@ def _convert(args: argparse.Namespace) -> None:
     snn.method["data"] = DataRecord.of(info, args.data_dir).to_dict()  # what evaluate, diagnose, finetune use
     save(snn, args.out)
     m = snn.method
-    shown = ", ".join(f"{k} {m[k]}" for k in ("neuron", "rule", "granularity", "scale", "v_init", "target_T")
+    shown = ", ".join(f"{k} {m[k]}" for k in ("neuron", "rule", "granularity", "scale", "v_init", "target_T", "weight_calibration")
                       if k in m)
     print(f"converted with method {m.get('name')} ({shown}); spiking model written to {args.out}")
     for layer, r in m.get("layerwise_calibration", {}).items():
-        print(f"  {layer}: mean |error| {r['error_before']:.4f} before calibration"
+        w = r.get("weights")
+        if w is not None:
+            print(f"  {layer}: weights " + (f"tuned, surrogate error {w['surrogate_mse_before']:.4g} -> "
+                                            f"{w['surrogate_mse_after']:.4g}" if w["kept"] else
+                                            "left as they were (tuning did not lower the error)"))
+        print(f"  {layer}: mean |error| {r['error_before']:.4f} "
+              + ("before the bias" if w is not None else "before calibration")
               + (f"; the bias change raised it to {r['error_after_reverted_bias']:.4f}, so it was undone"
                  if "error_after_reverted_bias" in r else
                  f", {r['error_after_bias']:.4f} after the bias" if "error_after_bias" in r else ""))
@@ -410,6 +416,39 @@ def _finetune(args: argparse.Namespace) -> None:
           f"written to {args.out}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from .data import dataset_as_tensors
+    from .files import check_output_file
+    from .interop import export_nir, lossy_layers
+    from .io import DESCRIPTION, WEIGHTS, load
+
+    out = check_output_file(args.out, [Path(args.snn) / DESCRIPTION, Path(args.snn) / WEIGHTS], "export --out")
+    snn = load(args.snn)
+    data, T = None, None
+    lossy = lossy_layers(snn)
+    if args.allow_soft_reset and lossy:  # measure what readers that reset otherwise compute, on the recorded data
+        _use_data(args, _recorded(None, None, snn, args.snn))
+        T = _steps(args, snn)
+        data = dataset_as_tensors(_dataset(args, train=args.split == "train"))
+        data = (data[0][:args.limit], data[1][:args.limit])
+        print(f"{len(lossy)} neuron layers reset by subtraction or start at a nonzero potential; measuring what "
+              f"readers lose on {len(data[1])} {args.dataset} {args.split} images at T={T}")
+    result = export_nir(snn, out, pooling=args.pooling, allow_soft_reset=args.allow_soft_reset,
+                        input_shape=args.input_shape, data=data, T=T, batch_size=args.batch_size)
+    print(result.summary())
+
+
+def _shape_list(text: str) -> list[int]:
+    """An argparse type: sizes such as 1,28,28."""
+    try:
+        sizes = [int(p) for p in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be sizes such as 1,28,28, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"must be sizes >= 1 such as 1,28,28, got {text!r}")
+    return sizes
+
+
 def _check_finetunable(args: argparse.Namespace, snn: "SpikingModel", card: dict[str, Any]) -> None:
     """ConfigError, in the CLI's words, unless --snn is a Fast-SNN and --model-dir a quantized ANN."""
     recipe = ("train a quantized ANN (snnconvert train --init ANN_DIR --bits 2 --out QANN_DIR), convert it "
@@ -523,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(method calibrated: 16 unless given; also with rmp, snm, baseline)")
     c.add_argument("--potential", action=argparse.BooleanOptionalAction, default=None,
                    help="with --target-T: also calibrate the initial membrane potentials (default: yes)")
+    c.add_argument("--weight-calibration", dest="weight_calibration", action="store_true", default=None,
+                   help="with --target-T: first tune each layer's weights for that T (a few hundred gradient steps "
+                        "per layer on its output error; slower, best at the lowest T)")
     c.add_argument("--calib-samples", type=POSITIVE, default=1024, help="training images used for calibration")
     c.add_argument("--out", required=True, help="output spiking model directory")
 
@@ -568,6 +610,27 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--limit", type=POSITIVE, default=None, help="only the first N training images")
     f.add_argument("--force", action="store_true", help="keep updates even if training accuracy does not improve")
     f.add_argument("--out", required=True, help="output spiking model directory")
+
+    x = _command(sub, "export", _export, recorded="--snn's snn.json",
+                 help="write a spiking model to an exchange format: NIR (hard-reset IF networks exactly; soft "
+                      "reset only with --allow-soft-reset)")
+    x.add_argument("--snn", required=True, help="spiking model directory (from `snnconvert convert`)")
+    x.add_argument("--format", default="nir", choices=["nir"], help="nir: a NIR graph (HDF5), read by snnTorch, "
+                   "Norse, sinabs and NIR's hardware importers")
+    x.add_argument("--out", required=True, help="output file, e.g. model.nir")
+    x.add_argument("--pooling", default="avg", choices=["avg", "sum"],
+                   help="avg: AvgPool2d nodes (snnTorch reads them); sum: SumPool2d with 1/area folded into the next "
+                        "layer (Norse and sinabs read only these)")
+    x.add_argument("--allow-soft-reset", action="store_true",
+                   help="also write soft-reset neurons and initial potentials (rmp, calibrated), which NIR's IF "
+                        "cannot express: as IF nodes for readers that reset by subtraction (snnTorch, sinabs), "
+                        "recorded in the metadata; prints the accuracy each kind of reader gets on --limit images")
+    x.add_argument("--T", type=POSITIVE, default=None, help=_T_HELP + "; for the --allow-soft-reset measurement")
+    x.add_argument("--split", default="test", choices=["train", "test"], help="images for the measurement")
+    x.add_argument("--limit", type=POSITIVE, default=1000, help="images for the measurement (default 1000)")
+    x.add_argument("--batch-size", type=POSITIVE, default=256)
+    x.add_argument("--input-shape", type=_shape_list, default=None, metavar="C,H,W",
+                   help="one input's shape (default: the one recorded in snn.json)")
     return p
 
 
@@ -584,6 +647,10 @@ CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r" \(batch_size=, --batch-size\)", " (--batch-size)"),
     (r" or fewer steps per chunk \([^)]*\)", ""),  # no flag sets the chunk size
     (r"\btarget_T=(\d+)", r"--target-T \1"),
+    (r"\bgive target_T too\b", "give --target-T too"),
+    (r"\ballow_soft_reset=True \(CLI (--allow-soft-reset)\)", r"\1"),
+    (r"\(input_shape=\[C, H, W\]\)", "(--input-shape C,H,W)"),
+    (r"\bpooling='avg'", "--pooling avg"),
 )
 
 

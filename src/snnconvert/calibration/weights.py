@@ -5,8 +5,9 @@ Between the spiking layers before a neuron layer (its *frontier*: neurons, spike
 network input) and the neuron's input there are only linear operations (conv, linear, folded batch
 norm, pooling, additions, reshapes), so the neuron's input averaged over T steps is the *segment*
 of the network between them applied to the frontier's time averages. For a constant input z per
-step, a soft-reset IF neuron with V(0) = V0 emits clamp(floor((T z + V0) / theta), 0, T) spikes,
-so its mean output is
+step, a soft-reset IF neuron with V(0) = V0 emits clamp(floor((T z + V0) / theta), 0, T) spikes
+(exactly when z <= theta and -theta <= V0 < theta, where one spike per step always suffices), so its
+mean output is
 
     q(z) = theta / T * clamp(floor((T z + V0) / theta), 0, T).
 

@@ -8,10 +8,11 @@ from torch import nn
 
 from ..calibration import calibrate
 from ..calibration.layerwise import calibrate_layerwise
+from ..calibration.weights import WeightCalibration
 from ..errors import CalibrationError
-from ..graph import MAXPOOL, Program, trace
+from ..graph import MAXPOOL, ClippedReLU, Program, trace
 from ..methods import Method, resolve_method
-from ..neurons import SpikingMaxPool
+from ..neurons import SpikingMaxPool, SpikingNeuron
 from ..simulation import SpikingModel
 
 
@@ -23,10 +24,15 @@ def convert(model: nn.Module, calibration_data: Any = None, method: str | Method
     method: "baseline" | "rmp" | "snm" | "fastsnn" (a preset), overridable field by field:
     neuron=, threshold= (rule name, rule object or a number), percentile=, granularity=,
     scale=, v_init=, calibration_steps= (rmp), target_T= (calibrate the biases layer by layer for runs
-    of that many steps; the "calibrated" preset does it for T = 16 by default). calibration_data: a tensor [N, ...], (x, y), a
+    of that many steps; the "calibrated" preset does it for T = 16 by default), potential= (also the
+    initial potentials; default yes), weight_calibration= (first tune each layer's weights for
+    target_T; off by default, slower). calibration_data: a tensor [N, ...], (x, y), a
     Dataset or a DataLoader; not needed for fastsnn (thresholds are learned) or a fixed threshold.
-    Every ReLU becomes a neuron; the last layer does not spike (it accumulates); max pooling
-    becomes spike-gated max pooling; dropout and identity are removed; batch norm is folded.
+    Every ReLU becomes a neuron, a clipped ReLU (ReLU6, Hardtanh(0, a), clamp(x, 0, a)) one whose
+    threshold is capped at a (threshold_cap); other activations (SiLU, GELU, ...) are refused by name.
+    The last layer does not spike (it accumulates); max pooling becomes spike-gated max pooling;
+    dropout and identity are removed; batch norm is folded into the conv/linear before it, or (after a
+    concatenation, say) kept as a per-channel affine layer.
     """
     m = resolve_method(method, **overrides)
     program = trace(model, leaf_modules)
@@ -45,18 +51,40 @@ def convert(model: nn.Module, calibration_data: Any = None, method: str | Method
     if m.target_T is not None:
         reference = trace(model, leaf_modules)  # the ANN, untouched: what each layer should output
         snn.method["layerwise_calibration"] = calibrate_layerwise(snn, reference, calibration_data, m.target_T,
-                                                                  batch_size, potential=m.potential, progress=progress)
+                                                                  batch_size, potential=m.potential, progress=progress,
+                                                                  weights=WeightCalibration() if m.weight_calibration
+                                                                  else None)
     for p in snn.parameters():  # an inference artefact: no autograd graph through T steps
         p.requires_grad_(False)
     return snn.eval()
 
 
+def threshold_cap(activation: nn.Module) -> float | None:
+    """The cap on the threshold of the neuron that replaces `activation`: a ClippedReLU's clip a (ReLU6:
+    6), an existing neuron's own cap, None for a ReLU or QuantReLU.
+
+    theta = min(scale * statistic, a) for every rule and granularity (elementwise for channel- and
+    neuron-wise thresholds). Exact for the clip: the neuron's rate output saturates at theta, so with
+    theta = a it is min(relu(x), a); a rule's threshold below a (the max over data that never reached a)
+    is kept, as for a ReLU; one above a (bn_stats, fixed, layer input max, scale > 1) would pass values
+    the ANN clips, and becomes a."""
+    if isinstance(activation, ClippedReLU):
+        return activation.cap
+    if isinstance(activation, SpikingNeuron):
+        return activation.threshold_cap
+    return None
+
+
 def build_spiking(program: Program, thresholds: dict[str, torch.Tensor], m: Method,
                   default_T: int | None) -> SpikingModel:
     """Replace `program`'s activations (in place) by neurons of `m` with the given thresholds, and its
-    max pools by spike-gated pools; wrap it in a SpikingModel."""
+    max pools by spike-gated pools; wrap it in a SpikingModel. A clipped ReLU's neuron (or the neuron
+    that already replaced it) keeps its threshold <= the clip (`threshold_cap`)."""
     for node in program.activation_nodes():
-        program.layers[node.target] = m.make_neuron(thresholds[node.name])
+        cap = threshold_cap(program.layers[node.target])
+        neuron = m.make_neuron(thresholds[node.name])
+        neuron.set_threshold_cap(cap)
+        program.layers[node.target] = neuron
     for node in program.nodes:
         if node.kind is MAXPOOL and not isinstance(program.layers[node.target], SpikingMaxPool):
             program.layers[node.target] = SpikingMaxPool(program.layers[node.target])
