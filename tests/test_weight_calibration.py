@@ -8,7 +8,7 @@ from torch import nn
 
 import snnconvert as sc
 from snnconvert.calibration.layerwise import feeding_layer
-from snnconvert.calibration.weights import (WeightCalibration, calibrate_weights, frontier_averages, rate_surrogate,
+from snnconvert.calibration.weights import (WeightCalibration, cache_layer, calibrate_weights, rate_surrogate,
                                             run_segment, segment)
 from snnconvert.cli import main
 from snnconvert.graph import trace
@@ -68,12 +68,25 @@ def test_the_segment_of_averages_is_the_time_average_of_the_neuron_input():
     assert len(body) == 3  # conv2, the shortcut conv and the addition
     assert segment(snn, first)[0] == [snn.program.input_name]
     T = 6
-    averages = frontier_averages(snn, x, frontier, T, 5, 16)  # batches of 5: the cache is put together in order
+    averages, _ = cache_layer(snn, trace(net), x, frontier, second.name, T, 5, 16)  # batches of 5, put together in order
     got = run_segment(snn.program, body, averages)
     taps = {second.args[0].name: None}  # the engine's own running sum of the neurons' input over T steps
     for _ in snn.run(x, T, stop_after=second.name, taps=taps):
         pass
     torch.testing.assert_close(got, taps[second.args[0].name] / T, rtol=1e-5, atol=1e-6)
+
+
+def test_the_cache_pairs_each_sample_with_its_own_ann_activation_on_shuffled_data():
+    net = Residual().eval()
+    x = torch.rand(40, 1, 8, 8)
+    snn = sc.convert(net, x, "rmp", threshold="max", v_init=0.5)
+    first = snn.program.activation_nodes()[0]
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(40)), batch_size=8, shuffle=True)
+    averages, target = cache_layer(snn, trace(net), loader, [snn.program.input_name], first.name, 4, 8, 24)
+    assert len(target) == 24
+    with torch.no_grad():  # the input's time average is the image itself: its ANN activation must be the target row
+        _, again = trace(net).run(averages[snn.program.input_name], [first.name])
+    torch.testing.assert_close(again[first.name], target)
 
 
 def deep_net() -> nn.Module:

@@ -110,14 +110,14 @@ def calibrate_layerwise(snn: SpikingModel, reference: Program, data: Any, steps:
     neuron layer, the corrections made (mean absolute bias correction, the error left after it,
     the mean absolute V(0) offset, the weight calibration's report) or why the bias was left alone.
     `progress`: a bar on stderr over the passes x batches (one ANN pass; per layer one SNN pass, two
-    with `potential`, and one SNN and one ANN pass with `weights`)."""
+    with `potential`, and one more with `weights`)."""
     nodes = snn.program.activation_nodes()
     names = [n.name for n in nodes]
     batches = count_batches(data, batch_size)
     passes = 1 + len(nodes) * (2 if potential else 1)
-    if weights is not None:  # an SNN pass and an ANN pass per layer, over at most weights.samples samples
+    if weights is not None:  # one pass per layer over at most weights.samples samples
         w_batches = batches if batches is None else min(batches, -(-weights.samples // batch_size))
-        passes_w = 0 if w_batches is None else 2 * w_batches * len(nodes)
+        passes_w = 0 if w_batches is None else w_batches * len(nodes)
     else:
         w_batches, passes_w = None, 0
     bar = progress_bar("layer-wise calibration", None if batches is None else batches * passes + passes_w, progress)
@@ -134,7 +134,7 @@ def calibrate_layerwise(snn: SpikingModel, reference: Program, data: Any, steps:
                     entry["weights"] = calibrate_weights(snn, reference, node, layer, data, steps, weights, batch_size,
                                                          bar)
                 elif w_batches is not None:
-                    bar.update(2 * w_batches)  # the passes counted in the total that this layer does not run
+                    bar.update(w_batches)  # the pass counted in the total that this layer does not run
             error = target[node.name] - snn_channel_mean(snn, data, node.name, steps, batch_size, bar)
             second_pass = False
             entry["error_before"] = float(error.abs().mean())

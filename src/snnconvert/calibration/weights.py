@@ -77,45 +77,30 @@ def run_segment(program: Program, body: list[Node], values: dict[str, torch.Tens
     return out
 
 
-def frontier_averages(snn: SpikingModel, data: Any, frontier: list[str], steps: int, batch_size: int,
-                      limit: int, bar: tqdm | None = None) -> dict[str, torch.Tensor]:
-    """Time averages over `steps` steps of the frontier nodes on the first `limit` samples, on the
-    CPU; `bar` advances by one per batch."""
+def cache_layer(snn: SpikingModel, reference: Program, data: Any, frontier: list[str], name: str, steps: int,
+                batch_size: int, limit: int, bar: tqdm | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """On the first `limit` samples, in one pass (so that each sample's rows match, however the data
+    is ordered): the time averages over `steps` steps of the frontier nodes, and the ANN's
+    activation at `name`; on the CPU. `bar` advances by one per batch."""
     out: dict[str, list[torch.Tensor]] = {f: [] for f in frontier}
+    targets: list[torch.Tensor] = []
     last = max(frontier, key=[n.name for n in snn.program.nodes].index)
     seen = 0
     with torch.no_grad():
         for x, _ in iter_batches(data, batch_size, "calibration data"):
-            x = x[: limit - seen].to(snn.device)
+            x = x[: limit - seen]
             taps: dict[str, torch.Tensor | None] = {f: None for f in frontier}
-            for _ in snn.run(x, steps, stop_after=last, taps=taps):
+            for _ in snn.run(x.to(snn.device), steps, stop_after=last, taps=taps):
                 pass
             for f in frontier:
                 out[f].append((taps[f] / steps).cpu())
+            targets.append(run_checked(reference, x, [name])[1][name].cpu())
             seen += len(x)
             if bar is not None:
                 bar.update(1)
             if seen >= limit:
                 break
-    return {f: torch.cat(v) for f, v in out.items()}
-
-
-def ann_activations(reference: Program, data: Any, name: str, batch_size: int, limit: int,
-                    bar: tqdm | None = None) -> torch.Tensor:
-    """The ANN's activation at `name` on the first `limit` samples, on the CPU; `bar` advances by
-    one per batch."""
-    parts, seen = [], 0
-    with torch.no_grad():
-        for x, _ in iter_batches(data, batch_size, "calibration data"):
-            x = x[: limit - seen]
-            _, cap = run_checked(reference, x, [name])
-            parts.append(cap[name].cpu())
-            seen += len(x)
-            if bar is not None:
-                bar.update(1)
-            if seen >= limit:
-                break
-    return torch.cat(parts)
+    return {f: torch.cat(v) for f, v in out.items()}, torch.cat(targets)
 
 
 def rate_surrogate(z: torch.Tensor, theta: torch.Tensor, v0: torch.Tensor, steps: int) -> torch.Tensor:
@@ -136,8 +121,7 @@ def calibrate_weights(snn: SpikingModel, reference: Program, node: Node, layer: 
                           f"{node.name!r} has {type(neuron).__name__} neurons (use method 'calibrated' or 'rmp')")
     frontier, body = segment(snn, node)
     limit = settings.samples
-    cache = frontier_averages(snn, data, frontier, steps, batch_size, limit, bar)
-    target = ann_activations(reference, data, node.name, batch_size, limit, bar)
+    cache, target = cache_layer(snn, reference, data, frontier, node.name, steps, batch_size, limit, bar)
     theta = neuron.threshold.detach()
     v0 = neuron.v_init * theta + (0 if neuron.v_offset is None else neuron.v_offset)
     n = len(target)
